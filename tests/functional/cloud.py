@@ -1,0 +1,119 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova's in-process cloud with two libvirt computes, for live migrations.
+
+API, conductor, scheduler, placement and two nova-compute services run on
+nova's fake libvirt. The fake ``virDomain.migrateToURI3`` records exactly
+what nova's libvirt driver hands libvirt, then completes the migration the
+way nova's own functional tests do.
+"""
+
+import collections
+import importlib.metadata
+import os
+
+import fixtures
+from lxml import etree
+from nova.tests.functional import integrated_helpers
+from nova.tests.functional.libvirt import base as libvirt_base
+from oslo_config import cfg
+
+from tests import fixtures as mn_fixtures
+
+CONF = cfg.CONF
+
+# One call of virDomain.migrateToURI3(dconnuri, params, flags).
+MigrateCall = collections.namedtuple('MigrateCall',
+                                     'instance dconnuri params flags')
+
+
+def nova_api_paste_ini():
+    """nova's api-paste.ini from the installed wheel (<prefix>/etc/nova)."""
+    for path in importlib.metadata.files('nova'):
+        if str(path).endswith(os.path.join('etc', 'nova', 'api-paste.ini')):
+            return str(path.locate())
+    raise RuntimeError('api-paste.ini not found in the installed nova')
+
+
+class LiveMigrationCloud(libvirt_base.ServersTestBase,
+                         integrated_helpers.InstanceHelperMixin):
+    """Two computes, ``src`` and ``dest``; the plugin active in the cloud.
+
+    ``self.migrate_calls`` lists every ``migrateToURI3`` call in order.
+    """
+
+    # 2.74 boots a server on a given host.
+    microversion = '2.74'
+    ADMIN_API = True
+    # Set to False to run the cloud without the plugin.
+    ACTIVATE_PLUGIN = True
+
+    def _setup_services(self):
+        # nova's ConfFixture expects api-paste.ini in a source tree.
+        self.flags(api_paste_config=nova_api_paste_ini(), group='wsgi')
+        super()._setup_services()
+
+    def setUp(self):
+        super().setUp()
+        if self.ACTIVATE_PLUGIN:
+            self.useFixture(mn_fixtures.MigrationNetFixture())
+        self.migrate_calls = []
+        self.useFixture(self._fake_migration())
+
+    def _fake_migration(self):
+        return fixtures.MonkeyPatch(
+            'nova.tests.fixtures.libvirt.Domain.migrateToURI3',
+            self._migrate_to_uri3)
+
+    def _migrate_to_uri3(self, domain, dconnuri, params, flags):
+        uuid = etree.fromstring(params['destination_xml']).find('./uuid').text
+        self.migrate_calls.append(MigrateCall(uuid, dconnuri, params, flags))
+        self.dest.driver._host.get_connection().createXML(
+            params['destination_xml'],
+            'fake-createXML-doesnt-care-about-flags')
+        conn = self.src.driver._host.get_connection()
+        conn.lookupByUUIDString(uuid).complete_job()
+
+    def start_computes(self, dest_migration_ip=None, **libvirt_flags):
+        """Start ``src`` and ``dest``; ``dest`` may set the option.
+
+        The services share one configuration in this process; only the
+        destination's hook reads ``my_live_migration_ip``, so setting it
+        here is setting it on ``dest``.
+        """
+        if libvirt_flags:
+            self.flags(group='libvirt', **libvirt_flags)
+        self.src = self.computes[self.start_compute(hostname='src')]
+        if dest_migration_ip is not None:
+            self.flags(my_live_migration_ip=dest_migration_ip)
+        self.dest = self.computes[self.start_compute(hostname='dest')]
+
+    def live_migrate_server(self, block_migration='auto'):
+        """Boot a server on ``src`` and live-migrate it to ``dest``.
+
+        :returns: the ``MigrateCall`` nova made to libvirt for it
+        """
+        self.server = self._create_server(host='src', networks='none')
+        self.api.post_server_action(
+            self.server['id'],
+            {'os-migrateLive': {'host': 'dest',
+                                'block_migration': block_migration}})
+        self._wait_for_migration_status(self.server, ['completed'])
+        self._wait_for_state_change(self.server, 'ACTIVE')
+        server = self.api.get_server(self.server['id'])
+        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual('ACTIVE', server['status'])
+        calls = [c for c in self.migrate_calls
+                 if c.instance == self.server['id']]
+        self.assertEqual(1, len(calls))
+        return calls[0]
