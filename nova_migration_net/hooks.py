@@ -22,6 +22,7 @@ The hooks keep no state: everything a migration needs travels in its own
 ``LibvirtLiveMigrateData``.
 """
 
+import netaddr
 from nova import exception
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -45,6 +46,14 @@ def configured_migration_ip(conf=CONF):
             'Invalid [DEFAULT] my_live_migration_ip: %s' % err.msg)
 
 
+def _same_address(host, address):
+    """Whether ``host`` (an IP or a name) is the IP ``address``."""
+    try:
+        return netaddr.IPAddress(host) == netaddr.IPAddress(address)
+    except (netaddr.AddrFormatError, ValueError):
+        return False
+
+
 class InitHost:
     """Check the option when nova-compute starts, as nova checks its own."""
 
@@ -59,7 +68,7 @@ class InitHost:
         LOG.info('nova-migration-net is active; live migrations from hosts '
                  'running the plugin will stream to this host at %s.',
                  address)
-        if inbound and inbound != address:
+        if inbound and not _same_address(inbound, address):
             LOG.warning(
                 'Both [DEFAULT] my_live_migration_ip (%(ip)s) and [libvirt] '
                 'live_migration_inbound_addr (%(inbound)s) are set: sources '

@@ -1,0 +1,175 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Activation: through oslo.config, idempotent, undoable, guarded."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from nova import test
+from nova.virt.libvirt import driver as libvirt_driver
+from oslo_config import cfg
+from oslo_config import generator
+from oslo_versionedobjects import base as ovo_base
+import stevedore
+
+from nova_migration_net import activation
+from nova_migration_net import objects
+from tests import fixtures as mn_fixtures
+
+HOOKED = sorted(activation.KNOWN_SIGNATURES)
+
+
+def hooked_methods():
+    return sorted(name for name in HOOKED
+                  if hasattr(getattr(libvirt_driver.LibvirtDriver, name),
+                             '__wrapped__'))
+
+
+def plugin_registered():
+    return objects.LibvirtLiveMigrateData in (
+        ovo_base.VersionedObjectRegistry.obj_classes()[
+            'LibvirtLiveMigrateData'])
+
+
+class TestActivation(test.NoDBTestCase):
+
+    def test_entry_points_declare_one_hook_per_known_method(self):
+        names = stevedore.ExtensionManager(activation.HOOK_NAMESPACE).names()
+        self.assertEqual(HOOKED, sorted(names))
+
+    def test_option_is_listed_for_the_config_generator(self):
+        groups = dict(generator._list_opts(['nova_migration_net']))
+        # _list_opts yields (namespace, [(group, opts)]).
+        [(group, opts)] = groups['nova_migration_net']
+        self.assertEqual('DEFAULT', group)
+        self.assertEqual(['my_live_migration_ip'], [o.name for o in opts])
+
+    def test_opening_the_config_source_activates_and_cleanup_undoes(self):
+        originals = {name: getattr(libvirt_driver.LibvirtDriver, name)
+                     for name in HOOKED}
+        fixture = mn_fixtures.MigrationNetFixture()
+        fixture.setUp()
+        try:
+            self.assertTrue(activation.is_active())
+            self.assertEqual(HOOKED, hooked_methods())
+            self.assertTrue(plugin_registered())
+            for name in HOOKED:
+                self.assertIs(
+                    originals[name],
+                    getattr(libvirt_driver.LibvirtDriver, name).__wrapped__)
+        finally:
+            fixture.cleanUp()
+        self.assertFalse(activation.is_active())
+        self.assertFalse(plugin_registered())
+        for name in HOOKED:
+            self.assertIs(originals[name],
+                          getattr(libvirt_driver.LibvirtDriver, name))
+
+    def test_activation_is_idempotent(self):
+        self.useFixture(mn_fixtures.MigrationNetFixture())
+        hooked = libvirt_driver.LibvirtDriver.live_migration
+        self.assertTrue(activation.activate(cfg.CONF))
+        self.assertIs(hooked, libvirt_driver.LibvirtDriver.live_migration)
+        classes = ovo_base.VersionedObjectRegistry.obj_classes()[
+            'LibvirtLiveMigrateData']
+        self.assertEqual(1, classes.count(objects.LibvirtLiveMigrateData))
+
+    def test_unknown_driver_signature_leaves_nova_stock(self):
+        def live_migration(self, context, instance, dest, post_method,
+                           recover_method, block_migration=False,
+                           migrate_data=None, new_argument=None):
+            pass
+
+        # Not fixtures.MonkeyPatch: it wraps the new function in one that
+        # carries nova's signature.
+        driver_cls = libvirt_driver.LibvirtDriver
+        self.addCleanup(setattr, driver_cls, 'live_migration',
+                        driver_cls.live_migration)
+        driver_cls.live_migration = live_migration
+        self.addCleanup(activation.deactivate)
+        self.assertFalse(activation.activate(cfg.CONF))
+        self.assertFalse(activation.is_active())
+        self.assertEqual([], hooked_methods())
+        self.assertFalse(plugin_registered())
+        errors = [line for line in self.stdlog.logger.output.splitlines()
+                  if 'ERROR [nova_migration_net.activation]' in line]
+        self.assertEqual(1, len(errors))
+        self.assertIn('nova-migration-net is NOT active', errors[0])
+        self.assertIn('LibvirtDriver.live_migration(self, context, instance, '
+                      'dest, post_method, recover_method, block_migration, '
+                      'migrate_data, new_argument) instead of', errors[0])
+
+
+NOVA_CONF = """\
+[DEFAULT]
+config_source = migration_net
+my_live_migration_ip = 172.168.1.15
+
+[migration_net]
+driver = nova_migration_net
+"""
+
+# Parses a nova.conf with nova's own parse_args, as nova-compute does, and
+# reports what the plugin did in that process.
+PROBE = textwrap.dedent("""\
+    import json, sys
+    if sys.argv[2] == 'without-plugin':
+        class NotInstalled:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'nova_migration_net':
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, NotInstalled())
+    from nova import config
+    config.parse_args(['nova-compute', '--config-file', sys.argv[1]],
+                      configure_db=False, init_rpc=False)
+    from nova.virt.libvirt import driver
+    from oslo_config import cfg
+    hooked = sorted(name for name in ('init_host', 'live_migration',
+                                      'pre_live_migration')
+                    if hasattr(getattr(driver.LibvirtDriver, name),
+                               '__wrapped__'))
+    option = cfg.CONF.my_live_migration_ip if (
+        'my_live_migration_ip' in cfg.CONF) else 'not registered'
+    print(json.dumps({'hooked': hooked, 'my_live_migration_ip': option,
+                      'plugin_imported': 'nova_migration_net' in
+                      sys.modules}))
+    """)
+
+
+class TestActivationFromNovaConf(test.NoDBTestCase):
+
+    def parse(self, mode):
+        conf = self.create_tempfiles([('nova', NOVA_CONF)])[0]
+        env = dict(os.environ, PYTHONWARNINGS='ignore')
+        result = subprocess.run(
+            [sys.executable, '-c', PROBE, conf, mode], env=env,
+            capture_output=True, text=True, timeout=120)
+        self.assertEqual(0, result.returncode, result.stderr)
+        return json.loads(result.stdout.splitlines()[-1]), result.stderr
+
+    def test_nova_conf_with_config_source_activates_the_plugin(self):
+        report, _ = self.parse('with-plugin')
+        self.assertEqual(
+            {'hooked': HOOKED, 'my_live_migration_ip': '172.168.1.15',
+             'plugin_imported': True}, report)
+
+    def test_same_nova_conf_without_the_plugin_runs_stock(self):
+        report, stderr = self.parse('without-plugin')
+        self.assertEqual(
+            {'hooked': [], 'my_live_migration_ip': 'not registered',
+             'plugin_imported': False}, report)
+        self.assertIn("could not load configuration from 'migration_net'",
+                      stderr)
