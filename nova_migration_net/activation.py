@@ -33,7 +33,7 @@ LOG = logging.getLogger(__name__)
 
 HOOK_NAMESPACE = 'nova_migration_net.hooks'
 
-# The LibvirtDriver methods the hooks were written for (nova 32 to 34).
+# The LibvirtDriver methods the hooks were written for, as in nova 34.
 KNOWN_SIGNATURES = {
     'init_host': ('self', 'host'),
     'pre_live_migration': ('self', 'context', 'instance',
