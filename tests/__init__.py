@@ -9,3 +9,8 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
+
+"""nova-migration-net tests: unit, functional (nova in-process cloud)."""
+
+# As in nova's own test packages: patch before anything imports nova.
+from nova import monkey_patch ; monkey_patch.patch()  # noqa

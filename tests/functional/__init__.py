@@ -9,3 +9,6 @@
 # WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
 # License for the specific language governing permissions and limitations
 # under the License.
+
+"""Tests in nova's in-process cloud (API, conductor, scheduler, computes on
+fake libvirt, placement)."""
