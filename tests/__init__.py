@@ -14,3 +14,19 @@
 
 # As in nova's own test packages: patch before anything imports nova.
 from nova import monkey_patch ; monkey_patch.patch()  # noqa
+
+import os  # noqa: E402
+
+# The default run (.stestr.conf: test_path=./tests) is the unit and
+# functional tiers. Other tiers have their own tox environment and are run
+# with --test-path.
+DEFAULT_TIERS = ('unit', 'functional')
+
+
+def load_tests(loader, tests, pattern):
+    here = os.path.dirname(__file__)
+    for tier in DEFAULT_TIERS:
+        tests.addTests(loader.discover(os.path.join(here, tier),
+                                       pattern=pattern or 'test*.py',
+                                       top_level_dir=os.path.dirname(here)))
+    return tests

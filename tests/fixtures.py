@@ -38,11 +38,16 @@ class MigrationNetFixture(fixtures.Fixture):
 
     def _setUp(self):
         self.addCleanup(activation.deactivate)
-        manager = stevedore.driver.DriverManager(
-            'oslo.config.driver', 'nova_migration_net', invoke_on_load=True)
-        manager.driver.open_source_from_opt_group(self.conf, self.group)
-        if not activation.is_active():
-            raise RuntimeError('nova-migration-net refused to activate')
+        open_config_source(self.conf, self.group)
+
+
+def open_config_source(conf=CONF, group='migration_net'):
+    """Open the plugin's oslo.config source as oslo.config does."""
+    manager = stevedore.driver.DriverManager(
+        'oslo.config.driver', 'nova_migration_net', invoke_on_load=True)
+    manager.driver.open_source_from_opt_group(conf, group)
+    if not activation.is_active():
+        raise RuntimeError('nova-migration-net refused to activate')
 
 
 def read_as_stock_nova(migrate_data):
