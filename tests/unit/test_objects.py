@@ -27,7 +27,8 @@ from tests import fixtures as mn_fixtures
 # The object's fingerprint on each stock nova it supports. A change of the
 # plugin's fields without a change of objects.PLUGIN_VERSION fails here.
 EXPECTED_FINGERPRINTS = {
-    '1.14': '1.14.1-250072a1e452af3d805c8a40dabb609c',
+    '1.13': '1.13.1-075569863d655a20622f08558023e632',  # nova 32
+    '1.14': '1.14.1-250072a1e452af3d805c8a40dabb609c',  # nova 34
 }
 
 

@@ -1,0 +1,203 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""One nova compute or conductor process, stock or with the plugin.
+
+Run as ``python -m tests.functional.nova_peer {stock|plugin} NOVA_CONF``.
+The process parses ``NOVA_CONF`` with nova's own ``parse_args``, as
+nova-compute does; ``plugin`` processes activate nova-migration-net through
+the ``config_source`` lines of that file, ``stock`` processes cannot import
+the package at all, as on a host where it is not installed.
+
+It then plays the part of a host in a live migration, one hop per request.
+Requests and replies are JSON lines on stdin and stdout; live migration data
+crosses as the primitive nova's ``NovaObjectSerializer`` writes for RPC and
+is read back with the same serializer, so every hop goes through the RPC
+layer's code exactly as between two nova services. A serializer that needs a
+backport asks the orchestrator, which asks the conductor process.
+
+The destination's ``pre_live_migration`` and the source's
+``live_migration`` are the real ``LibvirtDriver`` methods (on nova's fake
+libvirt), hooks included where the plugin is active. The source stops where
+nova would spawn the migration thread and reports the libvirt URIs nova's
+``_live_migration_operation`` derives from the data.
+"""
+
+import json
+import os
+import sys
+import traceback
+
+BLOCK = 'stock'
+PROTOCOL = None
+
+
+class NotInstalled:
+    """Hide the plugin from a stock process, as if not installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'nova_migration_net':
+            raise ModuleNotFoundError(name)
+
+
+if __name__ == '__main__' and sys.argv[1] == BLOCK:
+    sys.meta_path.insert(0, NotInstalled())
+
+from nova import monkey_patch  # noqa: E402
+monkey_patch.patch()
+
+from nova.compute import manager as compute_manager  # noqa: E402,F401
+from nova.conductor import manager as conductor_manager  # noqa: E402
+from nova import config  # noqa: E402
+from nova import context as nova_context  # noqa: E402
+from nova import objects  # noqa: E402
+from nova.objects import base as nova_base  # noqa: E402
+from nova.tests import fixtures as nova_fixtures  # noqa: E402
+from nova.tests.unit import fake_instance  # noqa: E402
+from nova.virt import fake as fake_virt  # noqa: E402
+from nova.virt.libvirt import driver as libvirt_driver  # noqa: E402
+
+INSTANCE_UUID = '6d6d5e3a-4ba4-4c65-8b8f-64dc2b3f4d8c'
+
+
+class Peer:
+
+    def __init__(self, conf_file):
+        config.parse_args(['nova-compute', '--config-file', conf_file],
+                          configure_db=False, init_rpc=False)
+        objects.register_all()
+        nova_fixtures.LibvirtFixture().setUp()
+        self.ctxt = nova_context.get_admin_context()
+        self.instance = fake_instance.fake_instance_obj(
+            self.ctxt, uuid=INSTANCE_UUID, host='src', node='src')
+        self.serializer = nova_base.NovaObjectSerializer()
+        self.serializer._conductor = self
+        self.driver = libvirt_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
+                                                   False)
+
+    # -- the wire ---------------------------------------------------------
+
+    def read(self, primitive):
+        return self.serializer.deserialize_entity(self.ctxt, primitive)
+
+    def write(self, migrate_data):
+        return self.serializer.serialize_entity(self.ctxt, migrate_data)
+
+    def object_backport_versions(self, context, objprim, object_versions):
+        """What nova's conductor API does: ask the conductor service."""
+        reply = exchange({'backport': objprim, 'versions': object_versions})
+        return self.read(reply['primitive'])
+
+    def versions(self):
+        """This process's nova, and the object versions it writes."""
+        from nova import version
+        try:
+            from nova_migration_net import objects as plugin_objects
+            plugin = plugin_objects.LibvirtLiveMigrateData.VERSION
+        except ImportError:
+            plugin = None
+        return {'nova': version.version_string(),
+                'stock': objects.LibvirtLiveMigrateData.VERSION,
+                'plugin': plugin}
+
+    # -- the hops ---------------------------------------------------------
+
+    def check_destination(self):
+        """Destination: the data check_can_live_migrate_destination builds."""
+        data = objects.LibvirtLiveMigrateData(
+            filename='tmp-shared-check', image_type='qcow2',
+            block_migration=False, disk_over_commit=False,
+            disk_available_mb=409600,
+            graphics_listen_addr_vnc='127.0.0.1',
+            graphics_listen_addr_spice='127.0.0.1',
+            serial_listen_addr=None,
+            dst_wants_file_backed_memory=False,
+            file_backed_memory_discard=False,
+            dst_supports_numa_live_migration=True,
+            dst_supports_mdev_live_migration=True,
+            dst_cpu_shared_set_info=set())
+        return self.write(data)
+
+    def check_source(self, primitive):
+        """Source: check_can_live_migrate_source adds what it knows."""
+        data = self.read(primitive)
+        data.is_shared_instance_path = True
+        data.is_shared_block_storage = True
+        data.is_volume_backed = False
+        data.instance_relative_path = INSTANCE_UUID
+        data.src_supports_numa_live_migration = True
+        data.bdms = [objects.LibvirtLiveMigrateBDMInfo(
+            serial='0b4ab8a0-9ad8-4b3c-8c5e-6a1f2e3d4c5b', bus='virtio',
+            dev='vdb', type='disk')]
+        return self.write(data)
+
+    def relay(self, primitive):
+        """Conductor: keep the data and send it on to the source."""
+        return self.write(self.read(primitive))
+
+    def backport(self, primitive, versions):
+        """Conductor: nova's ConductorManager.object_backport_versions."""
+        objinst = self.read(primitive)
+        return conductor_manager.ConductorManager.object_backport_versions(
+            None, self.ctxt, objinst, versions)
+
+    def pre_live_migration(self, primitive):
+        """Destination: the real LibvirtDriver.pre_live_migration."""
+        data = self.driver.pre_live_migration(
+            self.ctxt, self.instance, None, [], None, self.read(primitive))
+        return self.write(data)
+
+    def live_migration(self, primitive):
+        """Source: the real LibvirtDriver.live_migration, stopped before
+        the migration thread; returns the URIs nova would hand libvirt."""
+        seen = []
+        self.driver._live_migration = (
+            lambda context, instance, dest, post, recover, block, data:
+            seen.append(data))
+        self.driver.live_migration(self.ctxt, self.instance, 'dest', None,
+                                   None, False, self.read(primitive))
+        [data] = seen
+        # As _live_migration_operation does (non-tunnelled).
+        dest = 'dest'
+        migrate_uri = None
+        if ('target_connect_addr' in data and
+                data.target_connect_addr is not None):
+            dest = data.target_connect_addr
+            migrate_uri = self.driver._migrate_uri(dest)
+        return {'dconnuri': self.driver._live_migration_uri(dest),
+                'migrate_uri': migrate_uri,
+                'class': type(data).__module__}
+
+
+def exchange(message):
+    PROTOCOL.write(json.dumps(message) + '\n')
+    PROTOCOL.flush()
+    return json.loads(sys.stdin.readline())
+
+
+def main():
+    global PROTOCOL
+    # Requests and replies own stdout; whatever nova prints goes to stderr.
+    PROTOCOL = os.fdopen(os.dup(1), 'w')
+    os.dup2(2, 1)
+    peer = Peer(sys.argv[2])
+    request = exchange({'ready': True})
+    while request:
+        try:
+            result = getattr(peer, request['op'])(*request.get('args', []))
+            request = exchange({'result': result})
+        except Exception:
+            request = exchange({'error': traceback.format_exc()})
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,294 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Rolling upgrades: every mix of stock and plugin nova migrates.
+
+Four real nova processes (``tests/functional/nova_peer.py``): stock and
+plugin, each with ``my_live_migration_ip`` set and unset in its nova.conf.
+For each of the 16 cases they play source, destination and conductor and
+pass the live migration data along the hops of a nova 34 live migration,
+each hop in the process of the side that owns it, through nova's RPC
+serializer. The result is checked and written as the table in
+``doc/source/upgrade-matrix.inc``.
+"""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+from nova.objects import migrate_data
+from nova import version as nova_version
+import testtools
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+MATRIX_DOC = os.path.join(REPO, 'doc', 'source', 'upgrade-matrix.inc')
+# The nova release the documented matrix was observed with.
+DOCUMENTED_NOVA = '34.0.0'
+MIGRATION_IP = '172.168.1.15'
+STOCK_VERSION = migrate_data.LibvirtLiveMigrateData.VERSION
+
+NOVA_CONF = """\
+[DEFAULT]
+config_source = migration_net
+{option}
+[migration_net]
+driver = nova_migration_net
+"""
+
+
+class PeerError(Exception):
+    pass
+
+
+class Peer:
+    """A nova process playing one host; see nova_peer.py."""
+
+    def __init__(self, kind, option_set, workdir, python=sys.executable):
+        self.kind = kind
+        conf = os.path.join(workdir, 'nova-%s-%s-%d.conf'
+                            % (kind, 'set' if option_set else 'unset',
+                               id(self)))
+        with open(conf, 'w') as f:
+            f.write(NOVA_CONF.format(
+                option='my_live_migration_ip = %s\n' % MIGRATION_IP
+                if option_set else ''))
+        self.log = open(conf + '.log', 'w+')
+        self.process = subprocess.Popen(
+            [python, '-m', 'tests.functional.nova_peer', kind, conf],
+            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, text=True,
+            env=dict(os.environ, PYTHONPATH=REPO, EVENTLET_TESTS='1'))
+
+    def _receive(self):
+        line = self.process.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            raise PeerError('%s peer died:\n%s' % (self.kind,
+                                                   self.log.read()[-4000:]))
+        return json.loads(line)
+
+    def _send(self, message):
+        self.process.stdin.write(json.dumps(message) + '\n')
+        self.process.stdin.flush()
+
+    def wait_ready(self):
+        assert self._receive() == {'ready': True}
+
+    def call(self, op, *args, conductor=None, backports=None):
+        """One hop; a backport request goes to the conductor process."""
+        self._send({'op': op, 'args': list(args)})
+        while True:
+            message = self._receive()
+            if 'backport' in message:
+                backports.append(message['versions'])
+                self._send({'primitive': conductor.call(
+                    'backport', message['backport'], message['versions'])})
+            elif 'error' in message:
+                raise PeerError('%s %s: %s' % (self.kind, op,
+                                               message['error']))
+            else:
+                return message['result']
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def live_migrate(source, dest, conductor):
+    """The hops of one nova 34 live migration; returns the source's URIs."""
+    backports = []
+    kw = {'conductor': conductor, 'backports': backports}
+    # conductor -> dest: check_can_live_migrate_destination, which asks
+    # dest -> source: check_can_live_migrate_source, and returns
+    # source -> dest -> conductor.
+    data = dest.call('check_destination', **kw)
+    data = source.call('check_source', data, **kw)
+    data = dest.call('relay', data, **kw)
+    data = conductor.call('relay', data, **kw)
+    # conductor -> source: live_migration; source -> dest:
+    # pre_live_migration, whose result goes back to the source.
+    data = source.call('relay', data, **kw)
+    data = dest.call('pre_live_migration', data, **kw)
+    uris = source.call('live_migration', data, **kw)
+    uris['backports'] = len(backports)
+    uris['reply_version'] = data['nova_object.version']
+    return uris
+
+
+CASES = list(itertools.product(('stock', 'plugin'), ('stock', 'plugin'),
+                               ('stock', 'plugin'), (True, False)))
+
+
+def start_peers(workdir, python=sys.executable):
+    """Stock and plugin peers, each with the option set and unset."""
+    peers = {(kind, option): Peer(kind, option, workdir, python)
+             for kind in ('stock', 'plugin') for option in (True, False)}
+    for peer in peers.values():
+        peer.wait_ready()
+    return peers
+
+
+class PeersTestCase(testtools.TestCase):
+
+    @classmethod
+    def tearDownClass(cls):
+        for peer in cls.peers.values():
+            peer.close()
+        super().tearDownClass()
+
+
+class TestRollingUpgrade(PeersTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.peers = start_peers(tempfile.mkdtemp(prefix='nova-peers-'))
+
+    def test_every_mix_migrates_on_the_expected_plane(self):
+        rows = []
+        for source, dest, conductor, option_set in CASES:
+            case = ('source %s, destination %s, conductor %s, option %s'
+                    % (source, dest, conductor,
+                       'set' if option_set else 'unset'))
+            uris = live_migrate(self.peers[(source, False)],
+                                self.peers[(dest, option_set)],
+                                self.peers[(conductor, False)])
+            plane = (source == dest == 'plugin' and option_set)
+            address = MIGRATION_IP if plane else 'dest'
+            self.assertEqual('qemu+tcp://%s/system' % address,
+                             uris['dconnuri'], case)
+            self.assertEqual('tcp://%s' % address if plane else None,
+                             uris['migrate_uri'], case)
+            self.assertEqual(0, uris['backports'], case)
+            self.assertEqual(
+                STOCK_VERSION + ('.1' if dest == 'plugin' and option_set
+                                 else ''),
+                uris['reply_version'], case)
+            rows.append((source, dest, conductor,
+                         'set' if option_set else 'unset',
+                         uris['reply_version'], uris['dconnuri'],
+                         uris['migrate_uri'] or '(none)',
+                         'migration' if plane else 'management'))
+        if nova_version.version_string() == DOCUMENTED_NOVA:
+            self.assertMatrixDocumented(rows)
+
+    def assertMatrixDocumented(self, rows):
+        table = render(rows)
+        try:
+            with open(MATRIX_DOC) as f:
+                documented = f.read()
+        except FileNotFoundError:
+            documented = None
+        if documented != table:
+            with open(MATRIX_DOC, 'w') as f:
+                f.write(table)
+            self.fail('%s did not match this run; it has been rewritten: '
+                      'review and commit it.' % MATRIX_DOC)
+
+
+HEADER = ('source', 'destination', 'conductor', 'my_live_migration_ip',
+          'pre_live_migration reply', 'libvirt connection URI',
+          'migrate_uri', 'plane')
+
+
+def render(rows):
+    """An RST table of the cases, as the test observed them."""
+    rows = [HEADER] + rows
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    rule = ' '.join('=' * width for width in widths)
+
+    def line(row):
+        return ' '.join(cell.ljust(width)
+                        for cell, width in zip(row, widths)).rstrip()
+
+    out = ['.. Generated by tests/functional/test_rolling_upgrade.py from '
+           'its last run', '   with nova %s; do not edit.' % DOCUMENTED_NOVA,
+           '', rule, line(rows[0]), rule]
+    out += [line(row) for row in rows[1:]]
+    out += [rule, '']
+    return '\n'.join(out)
+
+
+# The python of a virtualenv with another nova release and the plugin; the
+# nova32 tox environment points it at the py3 environment's nova 34.
+OTHER_NOVA_PYTHON = os.environ.get('NOVA_MIGRATION_NET_OTHER_NOVA_PYTHON')
+
+
+@testtools.skipUnless(OTHER_NOVA_PYTHON,
+                      'NOVA_MIGRATION_NET_OTHER_NOVA_PYTHON is not set (tox '
+                      '-e nova32 sets it after tox -e py3)')
+class TestNovaUpgrade(PeersTestCase):
+    """Hosts on two nova releases, as during a nova upgrade.
+
+    The conductor runs the newer release, as nova's upgrade order requires.
+    The live migration data crosses releases in both directions; whatever
+    the mix, the migration goes ahead, on the hostname.
+    """
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if not os.path.exists(OTHER_NOVA_PYTHON):
+            raise RuntimeError('%s does not exist; run tox -e py3 first'
+                               % OTHER_NOVA_PYTHON)
+        workdir = tempfile.mkdtemp(prefix='nova-peers-')
+        cls.releases = {'this': start_peers(workdir),
+                        'other': start_peers(workdir, OTHER_NOVA_PYTHON)}
+        cls.peers = dict(
+            ((release,) + key, peer)
+            for release, peers in cls.releases.items()
+            for key, peer in peers.items())
+        cls.versions = {release: peers[('plugin', False)].call('versions')
+                        for release, peers in cls.releases.items()}
+        stock_this, stock_other = (
+            tuple(int(part) for part in cls.versions[release][
+                'stock'].split('.'))
+            for release in ('this', 'other'))
+        cls.newer = 'other' if stock_other > stock_this else 'this'
+
+    def test_plugin_version_follows_the_installed_nova(self):
+        for release, peers in self.releases.items():
+            versions = self.versions[release]
+            self.assertEqual(versions['stock'] + '.1', versions['plugin'])
+            self.assertIsNone(
+                peers[('stock', False)].call('versions')['plugin'])
+        self.assertNotEqual(self.versions['this']['stock'],
+                            self.versions['other']['stock'])
+
+    def test_data_crosses_releases_both_ways(self):
+        older = 'this' if self.newer == 'other' else 'other'
+        for (source_release, dest_release), source, dest, conductor, option \
+                in itertools.product(((older, self.newer),
+                                      (self.newer, older)),
+                                     ('stock', 'plugin'), ('stock', 'plugin'),
+                                     ('stock', 'plugin'), (True, False)):
+            case = ('source %s on nova %s, destination %s on nova %s, '
+                    'conductor %s on nova %s, option %s'
+                    % (source, self.versions[source_release]['nova'], dest,
+                       self.versions[dest_release]['nova'], conductor,
+                       self.versions[self.newer]['nova'],
+                       'set' if option else 'unset'))
+            uris = live_migrate(
+                self.peers[(source_release, source, False)],
+                self.peers[(dest_release, dest, option)],
+                self.peers[(self.newer, conductor, False)])
+            self.assertEqual('qemu+tcp://dest/system', uris['dconnuri'],
+                             case)
+            self.assertIsNone(uris['migrate_uri'], case)
+            # The older host cannot read the newer host's data: it asks
+            # the conductor for a backport, as in any nova upgrade.
+            self.assertGreater(uris['backports'], 0, case)
