@@ -157,8 +157,11 @@ class Peer:
         return self.write(data)
 
     def live_migration(self, primitive):
-        """Source: the real LibvirtDriver.live_migration, stopped before
-        the migration thread; returns the URIs nova would hand libvirt."""
+        """Source: the real LibvirtDriver.live_migration.
+
+        It stops where nova spawns the migration thread and returns the
+        URIs nova would hand libvirt.
+        """
         seen = []
         self.driver._live_migration = (
             lambda context, instance, dest, post, recover, block, data:
