@@ -127,9 +127,11 @@ def incompatibilities(driver_cls, hook_names):
 
 
 def _wrap(method, hook):
+    """``method`` with the hook's pre, post and error phases (see hooks)."""
     signature = inspect.signature(method)
     pre = getattr(hook, 'pre', None)
     post = getattr(hook, 'post', None)
+    error = getattr(hook, 'error', None)
 
     @functools.wraps(method)
     def hooked(*args, **kwargs):
@@ -137,7 +139,12 @@ def _wrap(method, hook):
         call.apply_defaults()
         if pre is not None:
             pre(call)
-        rv = method(*call.args, **call.kwargs)
+        try:
+            rv = method(*call.args, **call.kwargs)
+        except Exception as exc:
+            if error is not None and error(call, exc) is True:
+                return None
+            raise
         if post is not None:
             rv = post(call, rv)
         return rv

@@ -13,12 +13,31 @@
 """The plugin's one option, ``[DEFAULT] my_live_migration_ip``."""
 
 from oslo_config import cfg
+from oslo_config import types
+
+from nova_migration_net import addresses
+
+
+class MigrationAddress(types.IPAddress):
+    """oslo.config's IP address type, held to :func:`addresses.parse`.
+
+    Refuses, besides what is not an IP address, the addresses no peer can
+    connect to. The error names the value quoted, so a multi-line value in a
+    config file still makes a one-line message.
+    """
+
+    def __call__(self, value):
+        value = str(value)
+        addresses.parse(value)
+        return value
+
 
 migration_net_opts = [
-    cfg.IPOpt('my_live_migration_ip',
-              default=None,
-              sample_default='<migration plane IP of this host>',
-              help="""
+    cfg.Opt('my_live_migration_ip',
+            type=MigrationAddress(),
+            default=None,
+            sample_default='<migration plane IP of this host>',
+            help="""
 The IP address on which this host receives live migrations.
 
 Set it on a compute host that has an interface on a network planned for live
@@ -41,6 +60,16 @@ Possible values:
 * An IPv4 or IPv6 address assigned to an interface of this host, for example
   ``172.168.1.15`` or ``fd00:30::15``. IPv6 addresses are bracketed in the
   URIs by nova.
+
+nova-compute refuses to start when the value is not an IP address (a host
+name, a network in CIDR notation, an IPv6 address with a zone index, an empty
+value), or when it is an address no source can connect to: the unspecified
+address (``0.0.0.0``, ``::``), a loopback, multicast or broadcast address
+(``255.255.255.255`` or the broadcast address of a local network), or an IPv6
+link-local address, which needs a zone index a URI cannot carry. It warns,
+and starts, when the address is not assigned to any interface of this host:
+the interface may come up later, but until it does, migrations to this host
+fail and are rolled back.
 
 Related options:
 

@@ -35,6 +35,8 @@ from nova.objects import migrate_data
 from oslo_utils import versionutils
 from oslo_versionedobjects import base as ovo_base
 
+from nova_migration_net import addresses
+
 StockLibvirtLiveMigrateData = migrate_data.LibvirtLiveMigrateData
 
 # The plugin's own history, appended to the stock version as its third part.
@@ -43,24 +45,22 @@ PLUGIN_VERSION = 1
 
 
 class MigrationIPAddress(fields.IPAddress):
-    """An IP address that refuses anything but a plain address string.
+    """An IP address that refuses anything but a usable address string.
 
     nova's ``IPAddress`` hands any value to ``netaddr.IPAddress``, which also
     turns integers into addresses. A peer's primitive must be the text form
-    of one IPv4 or IPv6 address, nothing else.
+    of one IPv4 or IPv6 address a source can connect to
+    (:func:`addresses.parse`); anything else makes reading the object fail
+    with a ``ValueError`` that quotes the value, before any URI is built.
     """
 
     def from_primitive(self, obj, attr, value):
-        if not isinstance(value, str):
-            raise ValueError('%s must be an IP address string, not %s'
-                             % (attr, type(value).__name__))
-        return self.coerce(obj, attr, value)
+        return addresses.parse(value, name=attr)
 
     def coerce(self, obj, attr, value):
-        if not isinstance(value, (str, netaddr.IPAddress)):
-            raise ValueError('%s must be an IP address, not %s'
-                             % (attr, type(value).__name__))
-        return super().coerce(obj, attr, value)
+        if isinstance(value, netaddr.IPAddress):
+            value = str(value)
+        return addresses.parse(value, name=attr)
 
 
 class MigrationIPAddressField(fields.AutoTypedField):

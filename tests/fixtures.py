@@ -12,6 +12,9 @@
 
 """Fixtures shared by the unit and functional tests."""
 
+import collections
+import socket
+
 import fixtures
 from nova.compute import rpcapi as compute_rpcapi
 from oslo_config import cfg
@@ -105,3 +108,47 @@ class PluginOffFixture(fixtures.Fixture):
 
     def _setUp(self):
         activation.deactivate()
+
+
+# psutil's own named tuple is private.
+InterfaceAddress = collections.namedtuple(
+    'InterfaceAddress', 'family address netmask broadcast ptp')
+
+
+def interface(family, address, netmask=None, broadcast=None):
+    """One address of an interface, as ``psutil.net_if_addrs()`` lists it."""
+    family = {4: socket.AF_INET, 6: socket.AF_INET6}[family]
+    return InterfaceAddress(family, address, netmask, broadcast, None)
+
+
+# A compute host with a migration network on eth1.
+MIGRATION_HOST_INTERFACES = {
+    'lo': [interface(4, '127.0.0.1', '255.0.0.0'),
+           interface(6, '::1', 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff')],
+    'eth0': [interface(4, '192.0.2.15', '255.255.255.0', '192.0.2.255'),
+             interface(6, 'fe80::15%eth0', 'ffff:ffff:ffff:ffff::')],
+    'eth1': [interface(4, '172.168.1.15', '255.255.0.0', '172.168.255.255'),
+             interface(6, 'fd00:30::15', 'ffff:ffff:ffff:ffff::')],
+}
+
+
+class InterfacesFixture(fixtures.Fixture):
+    """The host's interface table, ``psutil.net_if_addrs()``.
+
+    nova's test base refuses to let tests read the real one.
+    """
+
+    def __init__(self, interfaces=None):
+        """:param interfaces: the table, or an exception to raise."""
+        super().__init__()
+        self.interfaces = (MIGRATION_HOST_INTERFACES if interfaces is None
+                           else interfaces)
+
+    def _setUp(self):
+        self.useFixture(fixtures.MonkeyPatch(
+            'psutil.net_if_addrs', self.net_if_addrs))
+
+    def net_if_addrs(self):
+        if isinstance(self.interfaces, Exception):
+            raise self.interfaces
+        return self.interfaces

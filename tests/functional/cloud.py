@@ -15,15 +15,18 @@
 API, conductor, scheduler, placement and two nova-compute services run on
 nova's fake libvirt. The fake ``virDomain.migrateToURI3`` records exactly
 what nova's libvirt driver hands libvirt, then completes the migration the
-way nova's own functional tests do.
+way nova's own functional tests do, or fails it as libvirt does when the
+address it streams to is unreachable.
 """
 
 import collections
 import importlib.metadata
 import os
+import urllib.parse
 
 import fixtures
 from lxml import etree
+from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional import integrated_helpers
 from nova.tests.functional.libvirt import base as libvirt_base
 from oslo_config import cfg
@@ -45,11 +48,26 @@ def nova_api_paste_ini():
     raise RuntimeError('api-paste.ini not found in the installed nova')
 
 
+def stream_address(dconnuri, params):
+    """``(host, port)`` the migration stream of a ``migrateToURI3`` goes to.
+
+    QEMU streams to ``migrate_uri`` when there is one (libvirt's first
+    migration port, 49152), else the stream follows the libvirt connection
+    (libvirtd's TCP port, 16509).
+    """
+    if 'migrate_uri' in params:
+        return urllib.parse.urlsplit(params['migrate_uri']).hostname, 49152
+    return urllib.parse.urlsplit(dconnuri).hostname, 16509
+
+
 class LiveMigrationCloud(libvirt_base.ServersTestBase,
                          integrated_helpers.InstanceHelperMixin):
     """Two computes, ``src`` and ``dest``; the plugin active in the cloud.
 
     ``self.migrate_calls`` lists every ``migrateToURI3`` call in order.
+    A migration whose stream goes to a host or address in
+    ``self.unreachable`` fails in ``migrateToURI3`` with libvirt's error for
+    an unreachable peer, and the guest stays running on ``src``.
     """
 
     # 2.74 boots a server on a given host.
@@ -67,7 +85,10 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
         super().setUp()
         if self.ACTIVATE_PLUGIN:
             self.useFixture(mn_fixtures.MigrationNetFixture())
+        # The migration addresses the tests use are assigned on eth1.
+        self.interfaces = self.useFixture(mn_fixtures.InterfacesFixture())
         self.migrate_calls = []
+        self.unreachable = set()
         self.useFixture(self._fake_migration())
 
     def _fake_migration(self):
@@ -78,6 +99,14 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
     def _migrate_to_uri3(self, domain, dconnuri, params, flags):
         uuid = etree.fromstring(params['destination_xml']).find('./uuid').text
         self.migrate_calls.append(MigrateCall(uuid, dconnuri, params, flags))
+        stream = stream_address(dconnuri, params)
+        if stream[0] in self.unreachable:
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError,
+                "unable to connect to server at '%s:%d': No route to host"
+                % stream,
+                error_code=fakelibvirt.VIR_ERR_SYSTEM_ERROR,
+                error_domain=fakelibvirt.VIR_FROM_RPC)
         self.dest.driver._host.get_connection().createXML(
             params['destination_xml'],
             'fake-createXML-doesnt-care-about-flags')

@@ -33,6 +33,7 @@ class HookTestCase(test.NoDBTestCase):
     def setUp(self):
         super().setUp()
         self.useFixture(mn_fixtures.MigrationNetFixture())
+        self.useFixture(mn_fixtures.InterfacesFixture())
         self.ctxt = nova_context.get_admin_context()
         self.instance = fake_instance.fake_instance_obj(self.ctxt)
 
