@@ -60,9 +60,11 @@ def activate(conf):
     :returns: True when the plugin is active, False when it refused.
     """
     with _lock:
+        # Every ConfigOpts that opens the source gets the option, also a
+        # second one in an already active process.
+        migration_net_conf.register_opts(conf)
         if _originals:
             return True
-        migration_net_conf.register_opts(conf)
         # Imported here: nothing of nova is loaded before a nova service
         # opens the plugin's config source.
         from nova.virt.libvirt import driver as libvirt_driver

@@ -29,31 +29,253 @@ virt driver::
 
 A host with these lines but without the package installed logs an oslo.config
 error ("could not load configuration from 'migration_net'") and runs stock
-nova. The source itself provides no option values.
+nova.
+
+The source also gives ``[DEFAULT] my_live_migration_ip`` to hosts whose
+files do not set it, from an ordered list of networks, so that every compute
+host can share one configuration::
+
+    [migration_net]
+    driver = nova_migration_net
+    migration_networks = 172.168.0.0/16, fd00:30::/64
+
+oslo.config asks its sources only after the command line, the environment
+and the configuration files (``ConfigOpts._do_get``), so an explicit
+``my_live_migration_ip`` always wins over the networks.
 
 .. autoclass:: MigrationNetDriver
 .. autoclass:: MigrationNetSource
 """
 
+import ipaddress
+import socket
+
+import netaddr
+from oslo_config import cfg
 from oslo_config import sources
+from oslo_config import types
+from oslo_log import log as logging
+import psutil
+
+LOG = logging.getLogger(__name__)
+
+# The group name the documentation and the sample use. Operators may name the
+# group anything; it is whatever [DEFAULT] config_source lists.
+DEFAULT_GROUP = 'migration_net'
+
+
+class Network(types.ConfigType):
+    """A network in CIDR notation, as a ``netaddr.IPNetwork``.
+
+    Strict: the prefix length is required and the host bits must be zero,
+    so ``172.168.1.15/16`` (an address, not a network) is refused.
+    """
+
+    def __init__(self, type_name='network value'):
+        super().__init__(type_name=type_name)
+
+    def __call__(self, value):
+        if isinstance(value, netaddr.IPNetwork):
+            return value
+        text = str(value).strip()
+        if '/' not in text:
+            raise ValueError('%r is not a network in CIDR notation: give the '
+                             'network address and the prefix length, for '
+                             'example 172.168.0.0/16' % text)
+        try:
+            network = ipaddress.ip_network(text)
+        except ValueError:
+            try:
+                loose = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError('%r is not an IPv4 or IPv6 network in CIDR '
+                                 'notation' % text)
+            raise ValueError('%r has host bits set: the network is %s'
+                             % (text, loose))
+        return netaddr.IPNetwork(str(network))
+
+    def __repr__(self):
+        return 'Network'
+
+    def __eq__(self, other):
+        return self.__class__ == other.__class__
+
+    def _formatter(self, value):
+        return str(value)
+
+
+source_opts = [
+    cfg.ListOpt('migration_networks',
+                item_type=Network(),
+                default=[],
+                help="""
+The networks planned for live migrations, in order of preference.
+
+Lets every compute host share one configuration: a host whose configuration
+files do not set ``[DEFAULT] my_live_migration_ip`` uses, as that option,
+the first of its own addresses in the first of these networks that holds
+one (interfaces and their addresses in the order ``psutil.net_if_addrs()``
+lists them). An explicit ``my_live_migration_ip`` always wins.
+
+The networks are IPv4 or IPv6 networks in CIDR notation, host bits zero, for
+example ``172.168.0.0/16`` or ``fd00:30::/64``. The address chosen is held to
+the same rules as an explicit ``my_live_migration_ip``.
+
+nova-compute refuses to start when none of the host's addresses is in any of
+the networks, or when the chosen address is not usable (a loopback address,
+for instance): a host that should stream migrations on the migration plane
+does not silently fall back to the management network. Hosts that should not
+use the migration plane must not list this option, or must set their own
+``my_live_migration_ip``.
+
+This option is read from the group named in ``[DEFAULT] config_source``
+whose ``driver`` is ``nova_migration_net``, usually ``[migration_net]``.
+
+Related options:
+
+* ``[DEFAULT] my_live_migration_ip``: the per-host address; set, it wins.
+* ``[DEFAULT] config_source``: must name this group.
+"""),
+]
+
+
+def list_opts():
+    """The source's options for ``oslo-config-generator``.
+
+    Listed under the group name the documentation uses; the group of a host
+    is whichever ``[DEFAULT] config_source`` names.
+    """
+    return [(DEFAULT_GROUP, source_opts)]
 
 
 class MigrationNetDriver(sources.ConfigurationSourceDriver):
-    """Activates nova-migration-net in the process that opens it."""
+    """Activates nova-migration-net in the process that opens it.
+
+    Its group also holds ``migration_networks``: the networks from which a
+    host without its own ``[DEFAULT] my_live_migration_ip`` takes that
+    address.
+    """
 
     def list_options_for_discovery(self) -> list:
-        return []
+        return source_opts
 
     def open_source_from_opt_group(self, conf, group_name: str):
         # Imported on open, not on load: oslo.config loads every installed
         # driver in every service, nova or not.
         from nova_migration_net import activation
+        conf.register_opts(source_opts, group=group_name)
         activation.activate(conf)
-        return MigrationNetSource()
+        return MigrationNetSource(conf, group_name)
 
 
 class MigrationNetSource(sources.ConfigurationSource):
-    """A source without values; nova's own files hold the options."""
+    """Gives ``[DEFAULT] my_live_migration_ip`` from ``migration_networks``.
+
+    The address is chosen once, on the first lookup, and kept for the life
+    of the process, as a value read from a file would be. When no address
+    can be chosen, every lookup raises ``cfg.ConfigSourceValueError`` with
+    one line saying why, which nova-compute's start-up check turns into
+    ``nova.exception.InvalidConfiguration``. The source cannot tell whether
+    the chosen address is reachable from other hosts.
+    """
+
+    def __init__(self, conf, group_name, interfaces=None):
+        """:param conf: the ``ConfigOpts`` holding ``migration_networks``
+        :param group_name: the group of this source
+        :param interfaces: a function returning the host's interface table
+            as ``psutil.net_if_addrs()`` does (the default)
+        """
+        self._conf = conf
+        self._group = group_name
+        self._interfaces = interfaces
+        self._chosen = None
 
     def get(self, group_name, option_name, opt):
-        return (sources._NoValue, None)
+        if (group_name not in (None, 'DEFAULT') or
+                option_name != 'my_live_migration_ip'):
+            return (sources._NoValue, None)
+        if self._chosen is None:
+            self._chosen = self._choose(opt)
+        value, location, error = self._chosen
+        if error is not None:
+            raise cfg.ConfigSourceValueError(error)
+        return (value, location)
+
+    def _choose(self, opt):
+        """``(value, location, error)`` for ``my_live_migration_ip``."""
+        option = '[%s] migration_networks' % self._group
+        # Every message names the option: nova-compute may fail on it while
+        # logging its configuration, before its own start-up check.
+        cannot = ('cannot choose [DEFAULT] my_live_migration_ip from %s'
+                  % option)
+        try:
+            networks = self._conf[self._group].migration_networks
+        except ValueError as err:
+            return (None, None,
+                    '%s: %s' % (cannot, ' '.join(str(err).split())))
+        if not networks:
+            return (sources._NoValue, None, None)
+        listed = ', '.join(str(n) for n in networks)
+        try:
+            table = (psutil.net_if_addrs() if self._interfaces is None
+                     else self._interfaces())
+        except OSError as err:
+            return (None, None, '%s (%s): cannot list the interfaces of this '
+                    'host: %s' % (cannot, listed, err))
+        match = choose_address(networks, table)
+        if match is None:
+            local = ', '.join(str(a) for _, a in local_addresses(table))
+            return (None, None,
+                    '%s (%s): none of the addresses of this host (%s) is in '
+                    'these networks; add the migration network of this host '
+                    'to the list, or set my_live_migration_ip on this host'
+                    % (cannot, listed, local or 'none'))
+        address, network, interface = match
+        problem = None
+        try:
+            opt.type(str(address))
+        except ValueError as err:
+            problem = getattr(err, 'reason', None) or str(err)
+        if problem is not None:
+            return (None, None, '%s (%s): the first address in %s is %s, of '
+                    'interface %s, and %s' % (cannot, listed, network,
+                                              address, interface, problem))
+        detail = '%s %s, interface %s' % (option, network, interface)
+        LOG.info('[DEFAULT] my_live_migration_ip is %(address)s, of interface '
+                 '%(interface)s: the first address of this host in '
+                 '%(network)s, from %(option)s.',
+                 {'address': address, 'interface': interface,
+                  'network': network, 'option': option})
+        return (str(address), cfg.LocationInfo(cfg.Locations.user, detail),
+                None)
+
+
+def local_addresses(table):
+    """``(interface, netaddr.IPAddress)`` of an interface table, in order.
+
+    :param table: ``psutil.net_if_addrs()``; IPv6 zone indexes are dropped.
+    """
+    for name, addrs in table.items():
+        for addr in addrs:
+            if addr.family not in (socket.AF_INET, socket.AF_INET6):
+                continue
+            try:
+                yield name, netaddr.IPAddress(addr.address.split('%', 1)[0])
+            except (netaddr.AddrFormatError, ValueError):
+                continue
+
+
+def choose_address(networks, table):
+    """The first local address in the first network that holds one.
+
+    :param networks: ``netaddr.IPNetwork`` objects, in order of preference
+    :param table: the interface table, as ``psutil.net_if_addrs()`` returns
+    :returns: ``(address, network, interface)``, or None when no local
+        address is in any of the networks
+    """
+    local = list(local_addresses(table))
+    for network in networks:
+        for name, address in local:
+            if address.version == network.version and address in network:
+                return address, network, name
+    return None

@@ -1,0 +1,378 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""``nova-migration-net-status upgrade check``: a compute host's pre-flight.
+
+Run on a compute host, with the host's ``nova.conf``, before and after
+enabling the plugin::
+
+    nova-migration-net-status --peer 172.168.1.16 upgrade check
+
+Each check reports Success, Warning or Failure with a line saying why and
+what to do; the exit code is oslo.upgradecheck's (0 success, 1 warning, 2
+failure, 255 a check crashed). The checks read this host's configuration,
+interfaces and certificates, and connect to the given peers only; they
+cannot tell whether the peers can reach this host.
+"""
+
+import datetime
+import ipaddress
+import os
+import socket
+import sys
+
+from cryptography import x509
+from nova import exception
+from oslo_config import cfg
+from oslo_upgradecheck import upgradecheck
+import psutil
+import stevedore
+
+from nova_migration_net import activation
+from nova_migration_net import addresses
+from nova_migration_net import conf as migration_net_conf
+from nova_migration_net import config_source
+from nova_migration_net import hooks
+
+DRIVER_NAME = 'nova_migration_net'
+# Where libvirtd and QEMU read their TLS server certificates by default
+# (libvirtd.conf cert_file, qemu.conf default_tls_x509_cert_dir).
+LIBVIRT_SERVER_CERT = '/etc/pki/libvirt/servercert.pem'
+QEMU_SERVER_CERT = '/etc/pki/qemu/server-cert.pem'
+# libvirtd's ports for qemu+tcp:// and qemu+tls:// (libvirtd.conf tcp_port,
+# tls_port), and sshd's for qemu+ssh://.
+LIBVIRT_PORTS = {'tcp': 16509, 'tls': 16514, 'ssh': 22}
+
+cli_opts = [
+    cfg.MultiStrOpt('peer',
+                    default=[],
+                    help='The migration address of another compute host; '
+                         'checks that its libvirtd answers there. Repeat for '
+                         'more hosts.'),
+    cfg.PortOpt('libvirt-port',
+                help='The port of the peers\' libvirtd. Default: 16514 with '
+                     '[libvirt] live_migration_scheme = tls, 22 with ssh, '
+                     '16509 otherwise.'),
+    cfg.FloatOpt('peer-timeout',
+                 default=3.0,
+                 min=0.1,
+                 help='Seconds to wait for each peer to answer.'),
+    cfg.StrOpt('libvirt-server-cert',
+               default=LIBVIRT_SERVER_CERT,
+               help='libvirtd\'s TLS server certificate, checked with '
+                    '[libvirt] live_migration_scheme = tls.'),
+    cfg.StrOpt('qemu-server-cert',
+               default=QEMU_SERVER_CERT,
+               help='QEMU\'s TLS server certificate, checked with [libvirt] '
+                    'live_migration_with_native_tls.'),
+]
+
+
+def register_opts(conf):
+    """The options the checks read, and the command line's."""
+    # Imported here: nova.conf registers all of nova's options on nova's
+    # global configuration; tests pass a configuration of their own.
+    from nova.conf import libvirt as libvirt_conf
+    libvirt_conf.register_opts(conf)
+    migration_net_conf.register_opts(conf)
+    conf.register_cli_opts(cli_opts)
+
+
+def _skip(reason):
+    return upgradecheck.Result(upgradecheck.Code.SUCCESS,
+                               'Not checked: %s' % reason)
+
+
+def _success(details):
+    return upgradecheck.Result(upgradecheck.Code.SUCCESS, details)
+
+
+def _warning(details):
+    return upgradecheck.Result(upgradecheck.Code.WARNING, details)
+
+
+def _failure(details):
+    return upgradecheck.Result(upgradecheck.Code.FAILURE, details)
+
+
+class Checks(upgradecheck.UpgradeCommands):
+    """The pre-flight checks of one compute host."""
+
+    def __init__(self, conf=None, interfaces=None):
+        """:param conf: the parsed configuration; nova's by default
+        :param interfaces: a function returning the interface table, as
+            ``psutil.net_if_addrs()`` (the default) does
+        """
+        super().__init__()
+        if conf is None:
+            import nova.conf
+            conf = nova.conf.CONF
+        self.conf = conf
+        self._interfaces = interfaces
+
+    def _address(self):
+        """``(address, problem)``: the usable option value, or why not."""
+        try:
+            return hooks.configured_migration_ip(self.conf), None
+        except exception.InvalidConfiguration as err:
+            return None, str(err)
+
+    def _plugin_groups(self):
+        groups = []
+        for group in self.conf.config_source:
+            try:
+                if self.conf[group].driver == DRIVER_NAME:
+                    groups.append(group)
+            except (cfg.NoSuchOptError, cfg.NoSuchGroupError, ValueError):
+                continue
+        return groups
+
+    def _check_option(self):
+        address, problem = self._address()
+        if problem is not None:
+            return _failure('%s. nova-compute refuses to start with it: fix '
+                            'the value.' % problem)
+        if address is None:
+            if self._plugin_groups():
+                return _warning(
+                    '[DEFAULT] my_live_migration_ip is unset, and no '
+                    'migration_networks gives it: live migrations to this '
+                    'host use its hostname (the management network). Set '
+                    'my_live_migration_ip, or migration_networks in the '
+                    'plugin\'s config_source group.')
+            return _success('[DEFAULT] my_live_migration_ip is unset: live '
+                            'migrations to this host use its hostname, as '
+                            'stock nova does.')
+        location = self.conf.get_location('my_live_migration_ip')
+        origin = ''
+        if location is not None and location.detail:
+            origin = ' (from %s)' % location.detail
+        return _success('[DEFAULT] my_live_migration_ip is %s%s.'
+                        % (address, origin))
+
+    def _check_interface(self):
+        address, problem = self._address()
+        if address is None:
+            return _skip('no usable [DEFAULT] my_live_migration_ip.')
+        try:
+            table = (psutil.net_if_addrs() if self._interfaces is None
+                     else self._interfaces())
+        except OSError as err:
+            return _warning('Cannot list the interfaces of this host (%s): '
+                            'run the check as the user nova-compute runs '
+                            'as.' % err)
+        ip = addresses.parse(address)
+        problem = addresses.interface_problem(ip, table)
+        if problem is None:
+            names = sorted({name for name, local
+                            in config_source.local_addresses(table)
+                            if local == ip})
+            return _success('%s is assigned to %s.'
+                            % (address, ', '.join(names)))
+        refuse, reason = problem
+        if refuse:
+            return _failure('[DEFAULT] my_live_migration_ip %s: %s; '
+                            'nova-compute refuses to start with it. Set this '
+                            'host\'s own address on the migration network.'
+                            % (address, reason))
+        return _failure('[DEFAULT] my_live_migration_ip %s: %s. Sources '
+                        'running nova-migration-net connect to it, so live '
+                        'migrations to this host fail (and are rolled back) '
+                        'until an interface has it: assign it, or correct '
+                        'the option.' % (address, reason))
+
+    def _check_inbound_addr(self):
+        inbound = self.conf.libvirt.live_migration_inbound_addr
+        address, problem = self._address()
+        if not inbound:
+            return _success('[libvirt] live_migration_inbound_addr is unset: '
+                            'nothing to conflict with.')
+        if address is None:
+            return _success('Only [libvirt] live_migration_inbound_addr is '
+                            'set (%s): every source migrates to it, as stock '
+                            'nova does.' % inbound)
+        if _same_address(inbound, address):
+            return _success('[libvirt] live_migration_inbound_addr and '
+                            '[DEFAULT] my_live_migration_ip are both %s.'
+                            % address)
+        return _warning(
+            '[DEFAULT] my_live_migration_ip (%(ip)s) and [libvirt] '
+            'live_migration_inbound_addr (%(inbound)s) differ: sources '
+            'running nova-migration-net stream to %(ip)s, sources without '
+            'it to %(inbound)s. Set one of them, or both to the same '
+            'address.' % {'ip': address, 'inbound': inbound})
+
+    def _check_activation(self):
+        groups = self._plugin_groups()
+        if not groups:
+            return _warning(
+                'No group in [DEFAULT] config_source has driver = %s: the '
+                'plugin is not active, and live migrations to and from this '
+                'host use the hostname. Add "config_source = migration_net" '
+                'to [DEFAULT] and "driver = %s" to [migration_net], then '
+                'restart nova-compute.' % (DRIVER_NAME, DRIVER_NAME))
+        from nova.virt.libvirt import driver as libvirt_driver
+        hook_names = stevedore.ExtensionManager(
+            activation.HOOK_NAMESPACE).names()
+        problems = activation.incompatibilities(libvirt_driver.LibvirtDriver,
+                                                hook_names)
+        if problems:
+            return _failure(
+                '[DEFAULT] config_source enables the plugin ([%s]), but it '
+                'cannot hook this nova (%s): nova-compute logs an error and '
+                'runs stock. Install the nova-migration-net release built '
+                'for this nova.' % (', '.join(groups), '; '.join(problems)))
+        return _success('[DEFAULT] config_source enables the plugin ([%s]); '
+                        'it can hook this nova.' % ', '.join(groups))
+
+    def _check_tls_certificate(self):
+        libvirt = self.conf.libvirt
+        certificates = []
+        if libvirt.live_migration_scheme == 'tls':
+            certificates.append(('libvirtd', self.conf.libvirt_server_cert))
+        if libvirt.live_migration_with_native_tls:
+            certificates.append(('QEMU', self.conf.qemu_server_cert))
+        if not certificates:
+            return _skip('live migrations do not use TLS ([libvirt] '
+                         'live_migration_scheme is not tls, '
+                         'live_migration_with_native_tls is off).')
+        address, problem = self._address()
+        if address is None:
+            return _skip('no usable [DEFAULT] my_live_migration_ip; sources '
+                         'verify the certificates against the hostname.')
+        ip = ipaddress.ip_address(address)
+        problems = [p for p in (certificate_problem(path, ip, server)
+                                for server, path in certificates) if p]
+        if problems:
+            return _failure('%s Sources refuse TLS connections to %s until '
+                            'then.' % (' '.join(problems), address))
+        return _success('%s name %s in subjectAltName.'
+                        % (' and '.join(path for _, path in certificates),
+                           address))
+
+    def _check_peers(self):
+        peers = self.conf.peer
+        if not peers:
+            return _skip('no --peer given. Give the migration addresses of '
+                         'other compute hosts to check that libvirtd answers '
+                         'there.')
+        scheme = self.conf.libvirt.live_migration_scheme or 'tcp'
+        port = self.conf.libvirt_port or LIBVIRT_PORTS.get(scheme, 16509)
+        address, problem = self._address()
+        answered, failed = [], []
+        for peer in peers:
+            error = connect_problem(peer, port, address,
+                                    self.conf.peer_timeout)
+            if error is None:
+                answered.append(peer)
+            else:
+                failed.append('%s port %d: %s' % (peer, port, error))
+        origin = ' (connecting from %s)' % address if address else ''
+        if failed:
+            return _failure(
+                'No answer from %s%s. Check that libvirtd listens on the '
+                'peers\' migration addresses, and the routes and firewalls '
+                'between the migration addresses.'
+                % ('; '.join(failed), origin))
+        return _success('%s answered on port %d%s.'
+                        % (', '.join(answered), port, origin))
+
+    _upgrade_checks = (
+        ('Migration address option', _check_option),
+        ('Migration address on this host', _check_interface),
+        ('live_migration_inbound_addr', _check_inbound_addr),
+        ('Plugin activation', _check_activation),
+        ('TLS certificate', _check_tls_certificate),
+        ('Peers on the migration plane', _check_peers),
+    )
+
+
+def _same_address(host, address):
+    # live_migration_inbound_addr may be a host name: never the same then.
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(address)
+    except ValueError:
+        return False
+
+
+def certificate_problem(path, ip, server='libvirtd'):
+    """Why the PEM certificate at ``path`` does not serve ``ip``, or None.
+
+    TLS clients (GnuTLS in libvirt and QEMU) match an IP address target only
+    against IP address entries of subjectAltName. Only the first certificate
+    of the file is read; the chain of trust is not checked.
+    """
+    try:
+        with open(path, 'rb') as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except OSError as err:
+        return ('Cannot read %s\'s certificate %s: %s.'
+                % (server, path, err.strerror or err))
+    except ValueError as err:
+        return ('%s\'s certificate %s is not a PEM certificate: %s.'
+                % (server, path, err))
+    if cert.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
+        return ('%s\'s certificate %s expired on %s: renew it.'
+                % (server, path, cert.not_valid_after_utc.isoformat()))
+    try:
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        ips, names = [], []
+    else:
+        ips = san.get_values_for_type(x509.IPAddress)
+        names = san.get_values_for_type(x509.DNSName)
+    if ip in ips:
+        return None
+    found = ', '.join(['IP:%s' % i for i in ips] +
+                      ['DNS:%s' % n for n in names]) or 'none'
+    return ('%s\'s certificate %s has no IP:%s in subjectAltName (it has: '
+            '%s): reissue it with IP:%s added.'
+            % (server, path, ip, found, ip))
+
+
+def connect_problem(peer, port, source=None, timeout=3.0):
+    """Why a TCP connection to ``peer`` port ``port`` fails, or None.
+
+    :param source: the local address to connect from, when ``peer`` is of
+        its IP version: the connection then starts on the migration plane
+    """
+    try:
+        peer_ip = ipaddress.ip_address(peer)
+    except ValueError:
+        return 'not an IP address (give the peer\'s migration address)'
+    bind = None
+    if source is not None and ipaddress.ip_address(source).version == \
+            peer_ip.version:
+        bind = (str(source), 0)
+    try:
+        with socket.create_connection((str(peer_ip), port), timeout=timeout,
+                                      source_address=bind):
+            return None
+    except socket.timeout:
+        return 'no answer within %g seconds' % timeout
+    except OSError as err:
+        # os.strerror: eventlet's green sockets give errno names instead.
+        return os.strerror(err.errno) if err.errno else str(err)
+
+
+def main(argv=None):
+    import nova.conf
+    conf = nova.conf.CONF
+    register_opts(conf)
+    return upgradecheck.main(
+        conf, project='nova', upgrade_command=Checks(conf),
+        argv=sys.argv[1:] if argv is None else argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
