@@ -17,13 +17,24 @@ import socket
 
 import fixtures
 from nova.compute import rpcapi as compute_rpcapi
+from nova import version as nova_version
 from oslo_config import cfg
 import stevedore
+import testtools
 
 from nova_migration_net import activation
 from nova_migration_net import objects
 
 CONF = cfg.CONF
+
+# The major version of the installed nova: 34 for 2026.2, 32 for 2025.2.
+NOVA_RELEASE = int(nova_version.version_string().split('.')[0])
+
+
+def requires_nova(release, why):
+    """Skip a test that pins behaviour of nova ``release`` or later."""
+    return testtools.skipIf(NOVA_RELEASE < release,
+                            'nova %d: %s' % (NOVA_RELEASE, why))
 
 
 class MigrationNetFixture(fixtures.Fixture):
