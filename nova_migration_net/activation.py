@@ -41,6 +41,9 @@ KNOWN_SIGNATURES = {
                            'migrate_data'),
     'live_migration': ('self', 'context', 'instance', 'dest', 'post_method',
                        'recover_method', 'block_migration', 'migrate_data'),
+    '_live_migration_operation': ('self', 'context', 'instance', 'dest',
+                                  'block_migration', 'migrate_data', 'guest',
+                                  'device_names'),
 }
 
 _lock = threading.Lock()

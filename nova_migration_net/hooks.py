@@ -27,6 +27,7 @@ The hooks keep no state: everything a migration needs travels in its own
 
 import netaddr
 from nova import exception
+from nova.virt.libvirt import guest as libvirt_guest
 from oslo_config import cfg
 from oslo_log import log as logging
 import psutil
@@ -36,6 +37,18 @@ from nova_migration_net import objects
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
+
+# libvirt's VIR_MIGRATE_PARAM_TLS_DESTINATION, new in libvirt 6.0.0: the
+# host name QEMU verifies the destination's certificate against, whatever
+# address the migration stream goes to.
+TLS_DESTINATION = 'tls.destination'
+MIN_LIBVIRT_TLS_DESTINATION = (6, 0, 0)
+
+# How the source steers a migration to the destination's migration IP; see
+# plane_mode().
+PLANE_CONNECT_ADDR = 'connect-addr'
+PLANE_TLS_DESTINATION = 'tls-destination'
+PLANE_STOCK_TLS = 'stock-tls'
 
 
 def configured_migration_ip(conf=CONF):
@@ -141,9 +154,13 @@ class PreLiveMigration:
 class LiveMigration:
     """Source: stream to the migration IP the destination advertised.
 
-    The address goes into ``target_connect_addr``, which nova's own
+    Without ``[libvirt] live_migration_with_native_tls`` the address goes
+    into ``target_connect_addr``, which nova's own
     ``_live_migration_operation`` turns into ``qemu+SCHEME://ADDR/system``
     and ``tcp://ADDR`` (IPv6 bracketed; no ``migrate_uri`` when tunnelled).
+    With native TLS the libvirt connection stays on the destination's
+    hostname and :class:`LiveMigrationOperation` sends the data to the
+    address (see :func:`plane_mode`).
 
     When libvirt fails such a migration, nova's monitor has already rolled
     it back (the guest runs here, the migration record is ``failed``), but
@@ -159,7 +176,36 @@ class LiveMigration:
         instance = call.arguments['instance']
         dest = call.arguments['dest']
         address = objects.migration_ip_of(migrate_data)
-        if address is not None:
+        mode = plane_mode(call.arguments['self'], address)
+        if mode == PLANE_TLS_DESTINATION:
+            # The connection stays on the hostname, so the certificate
+            # libvirt and QEMU verify is the one the hostname has;
+            # LiveMigrationOperation sends the data to the migration IP.
+            # The migration IP wins over live_migration_inbound_addr here
+            # as it does without native TLS.
+            if ('target_connect_addr' in migrate_data and
+                    migrate_data.target_connect_addr is not None):
+                migrate_data.target_connect_addr = None
+            LOG.info('Live migration to %(dest)s streams over the migration '
+                     'plane to %(address)s, the destination\'s '
+                     'my_live_migration_ip; native TLS verifies the '
+                     'destination\'s certificate against its hostname '
+                     '%(dest)s (libvirt connection on %(dest)s, '
+                     'tls.destination %(dest)s).',
+                     {'dest': dest, 'address': address}, instance=instance)
+        elif mode == PLANE_STOCK_TLS:
+            LOG.warning('Live migration to %(dest)s streams to its hostname '
+                        'as stock nova does, not to %(address)s, the '
+                        'destination\'s my_live_migration_ip: with [libvirt] '
+                        'live_migration_with_native_tls, sending the stream '
+                        'to the migration IP while TLS verifies the '
+                        'hostname needs libvirt %(needed)s or later on this '
+                        'host (tls.destination); it has %(found)s.',
+                        {'dest': dest, 'address': address,
+                         'needed': _version(MIN_LIBVIRT_TLS_DESTINATION),
+                         'found': _libvirt_version(call.arguments['self'])},
+                        instance=instance)
+        elif mode == PLANE_CONNECT_ADDR:
             migrate_data.target_connect_addr = str(address)
             LOG.info('Live migration to %(dest)s streams over the migration '
                      'plane to %(address)s, the destination\'s '
@@ -203,6 +249,105 @@ class LiveMigration:
                   {'dest': call.arguments['dest'], 'address': address,
                    'error': exc}, instance=call.arguments['instance'])
         return True
+
+
+def plane_mode(driver, address):
+    """How the source ``driver`` migrates to the migration IP ``address``.
+
+    - None: no migration IP; nova as stock.
+    - :data:`PLANE_CONNECT_ADDR`: no native TLS. The address goes into
+      ``target_connect_addr``: libvirt connection and data to the address.
+    - :data:`PLANE_TLS_DESTINATION`: native TLS, and libvirt has
+      ``tls.destination``. The libvirt connection stays on the hostname,
+      only ``migrate_uri`` (QEMU's stream, and the NBD disk copy that
+      follows its host) goes to the address, and ``tls.destination`` makes
+      QEMU verify the hostname. Certificates need not carry the address.
+    - :data:`PLANE_STOCK_TLS`: native TLS, but this host's libvirt is too
+      old for ``tls.destination``; the migration runs as stock nova.
+
+    Depends on this host's configuration and libvirt only, so the hooks of
+    one migration, asking in turn, get the same answer.
+    """
+    if address is None:
+        return None
+    if not CONF.libvirt.live_migration_with_native_tls:
+        return PLANE_CONNECT_ADDR
+    if driver._host.has_min_version(lv_ver=MIN_LIBVIRT_TLS_DESTINATION):
+        return PLANE_TLS_DESTINATION
+    return PLANE_STOCK_TLS
+
+
+def _version(version):
+    return '.'.join(str(part) for part in version)
+
+
+def _libvirt_version(driver):
+    lib_version = driver._host.get_connection().getLibVersion()
+    return _version((lib_version // 1000000, lib_version // 1000 % 1000,
+                     lib_version % 1000))
+
+
+class _TLSDestinationDomain:
+    """A libvirt domain whose ``migrateToURI3`` adds ``tls.destination``.
+
+    Everything else is the wrapped domain's.
+    """
+
+    def __init__(self, domain, tls_destination):
+        self._domain = domain
+        self._tls_destination = tls_destination
+
+    def __getattr__(self, name):
+        return getattr(self._domain, name)
+
+    def migrateToURI3(self, dconnuri, params, flags):
+        params = dict(params)
+        params[TLS_DESTINATION] = self._tls_destination
+        return self._domain.migrateToURI3(dconnuri, params=params,
+                                          flags=flags)
+
+
+class _PlaneGuest(libvirt_guest.Guest):
+    """The migrating guest as ``_live_migration_operation`` gets it.
+
+    nova's own ``Guest``, on the same domain, whose ``migrate`` sends the
+    data to ``migrate_uri`` and has QEMU verify ``tls_destination``. nova
+    still builds every other parameter and the flags.
+    """
+
+    def __init__(self, guest, migrate_uri, tls_destination):
+        super().__init__(_TLSDestinationDomain(guest._domain,
+                                               tls_destination))
+        self._plane_migrate_uri = migrate_uri
+
+    def migrate(self, destination, migrate_uri=None, **kwargs):
+        return super().migrate(destination,
+                               migrate_uri=self._plane_migrate_uri, **kwargs)
+
+
+class LiveMigrationOperation:
+    """Source, native TLS: the data to the migration IP, TLS on the name.
+
+    nova connects libvirt to the destination's hostname (``dest``) as
+    stock; the guest nova migrates is given ``migrate_uri`` =
+    ``tcp://<migration IP>`` (built by nova's own ``_migrate_uri``, IPv6
+    bracketed) and ``tls.destination`` = ``dest``. Only in
+    :data:`PLANE_TLS_DESTINATION` mode; otherwise nova runs unchanged.
+    """
+
+    def pre(self, call):
+        driver = call.arguments['self']
+        address = objects.migration_ip_of(call.arguments['migrate_data'])
+        if plane_mode(driver, address) != PLANE_TLS_DESTINATION:
+            return
+        dest = call.arguments['dest']
+        migrate_uri = driver._migrate_uri(str(address))
+        LOG.debug('Migrating with migrate_uri %(uri)s and %(param)s '
+                  '%(dest)s.', {'uri': migrate_uri, 'param': TLS_DESTINATION,
+                                'dest': dest},
+                  instance=call.arguments['instance'])
+        call.arguments['guest'] = _PlaneGuest(call.arguments['guest'],
+                                              migrate_uri, dest)
 
 
 def _is_libvirt_error(exc):

@@ -82,7 +82,10 @@ def register_opts(conf):
     # Imported here: nova.conf registers all of nova's options on nova's
     # global configuration; tests pass a configuration of their own.
     from nova.conf import libvirt as libvirt_conf
+    from nova.conf import netconf
     libvirt_conf.register_opts(conf)
+    # [DEFAULT] host: the name sources connect to and TLS verifies.
+    netconf.register_opts(conf)
     migration_net_conf.register_opts(conf)
     conf.register_cli_opts(cli_opts)
 
@@ -236,10 +239,11 @@ class Checks(upgradecheck.UpgradeCommands):
 
     def _check_tls_certificate(self):
         libvirt = self.conf.libvirt
+        native_tls = libvirt.live_migration_with_native_tls
         certificates = []
         if libvirt.live_migration_scheme == 'tls':
             certificates.append(('libvirtd', self.conf.libvirt_server_cert))
-        if libvirt.live_migration_with_native_tls:
+        if native_tls:
             certificates.append(('QEMU', self.conf.qemu_server_cert))
         if not certificates:
             return _skip('live migrations do not use TLS ([libvirt] '
@@ -249,15 +253,33 @@ class Checks(upgradecheck.UpgradeCommands):
         if address is None:
             return _skip('no usable [DEFAULT] my_live_migration_ip; sources '
                          'verify the certificates against the hostname.')
+        paths = ' and '.join(path for _, path in certificates)
+        if native_tls:
+            # Sources running the plugin keep the libvirt connection on the
+            # hostname and have QEMU verify it (tls.destination): the
+            # certificates need the name, not the migration IP.
+            name = self.conf.host
+            problems = [p for p in (hostname_problem(path, name, server)
+                                    for server, path in certificates) if p]
+            mode = ('Native TLS: sources running nova-migration-net connect '
+                    'libvirt to this host\'s name %s, stream to %s and have '
+                    'TLS verify %s (tls.destination, libvirt 6.0.0 or later '
+                    'on the source).' % (name, address, name))
+            if problems:
+                return _failure('%s %s Sources refuse TLS connections to '
+                                'this host until then.'
+                                % (mode, ' '.join(problems)))
+            return _success('%s %s cover %s; the certificates need not name '
+                            '%s.' % (mode, paths, name, address))
+        # live_migration_scheme = tls alone: libvirt connects to the
+        # migration IP and verifies libvirtd's certificate against it.
         ip = ipaddress.ip_address(address)
         problems = [p for p in (certificate_problem(path, ip, server)
                                 for server, path in certificates) if p]
         if problems:
             return _failure('%s Sources refuse TLS connections to %s until '
                             'then.' % (' '.join(problems), address))
-        return _success('%s name %s in subjectAltName.'
-                        % (' and '.join(path for _, path in certificates),
-                           address))
+        return _success('%s name %s in subjectAltName.' % (paths, address))
 
     def _check_peers(self):
         peers = self.conf.peer
@@ -304,6 +326,40 @@ def _same_address(host, address):
         return False
 
 
+def _load_certificate(path, server):
+    """``(certificate, problem)``: the first PEM certificate, or why not."""
+    try:
+        with open(path, 'rb') as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except OSError as err:
+        return None, ('Cannot read %s\'s certificate %s: %s.'
+                      % (server, path, err.strerror or err))
+    except ValueError as err:
+        return None, ('%s\'s certificate %s is not a PEM certificate: %s.'
+                      % (server, path, err))
+    if cert.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
+        return None, ('%s\'s certificate %s expired on %s: renew it.'
+                      % (server, path, cert.not_valid_after_utc.isoformat()))
+    return cert, None
+
+
+def _subject_alt_names(cert):
+    """``(ips, dns_names)`` of the certificate's subjectAltName."""
+    try:
+        san = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    return (san.get_values_for_type(x509.IPAddress),
+            san.get_values_for_type(x509.DNSName))
+
+
+def _found(ips, names, common_names=()):
+    return ', '.join(['IP:%s' % i for i in ips] +
+                     ['DNS:%s' % n for n in names] +
+                     ['CN:%s' % n for n in common_names]) or 'none'
+
+
 def certificate_problem(path, ip, server='libvirtd'):
     """Why the PEM certificate at ``path`` does not serve ``ip``, or None.
 
@@ -311,33 +367,53 @@ def certificate_problem(path, ip, server='libvirtd'):
     against IP address entries of subjectAltName. Only the first certificate
     of the file is read; the chain of trust is not checked.
     """
-    try:
-        with open(path, 'rb') as f:
-            cert = x509.load_pem_x509_certificate(f.read())
-    except OSError as err:
-        return ('Cannot read %s\'s certificate %s: %s.'
-                % (server, path, err.strerror or err))
-    except ValueError as err:
-        return ('%s\'s certificate %s is not a PEM certificate: %s.'
-                % (server, path, err))
-    if cert.not_valid_after_utc < datetime.datetime.now(datetime.timezone.utc):
-        return ('%s\'s certificate %s expired on %s: renew it.'
-                % (server, path, cert.not_valid_after_utc.isoformat()))
-    try:
-        san = cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        ips, names = [], []
-    else:
-        ips = san.get_values_for_type(x509.IPAddress)
-        names = san.get_values_for_type(x509.DNSName)
+    cert, problem = _load_certificate(path, server)
+    if problem is not None:
+        return problem
+    ips, names = _subject_alt_names(cert)
     if ip in ips:
         return None
-    found = ', '.join(['IP:%s' % i for i in ips] +
-                      ['DNS:%s' % n for n in names]) or 'none'
     return ('%s\'s certificate %s has no IP:%s in subjectAltName (it has: '
             '%s): reissue it with IP:%s added.'
-            % (server, path, ip, found, ip))
+            % (server, path, ip, _found(ips, names), ip))
+
+
+def _name_matches(pattern, name):
+    """RFC 6125 matching, as GnuTLS does: a ``*`` left-most label only."""
+    pattern, name = pattern.lower().rstrip('.'), name.lower().rstrip('.')
+    if pattern.startswith('*.'):
+        first, _, rest = name.partition('.')
+        return bool(first) and rest == pattern[2:]
+    return pattern == name
+
+
+def hostname_problem(path, name, server='QEMU'):
+    """Why the PEM certificate at ``path`` does not serve ``name``, or None.
+
+    As GnuTLS's hostname check: the DNS entries of subjectAltName, and the
+    subject's CN only when there are none; an IP address ``name`` matches
+    IP address entries only. Only the first certificate of the file is
+    read; the chain of trust is not checked.
+    """
+    cert, problem = _load_certificate(path, server)
+    if problem is not None:
+        return problem
+    ips, names = _subject_alt_names(cert)
+    common_names = [a.value for a in cert.subject.get_attributes_for_oid(
+        x509.oid.NameOID.COMMON_NAME)]
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        if ip in ips:
+            return None
+    elif any(_name_matches(n, name) for n in (names or common_names)):
+        return None
+    return ('%s\'s certificate %s does not cover this host\'s name %s '
+            '(it has: %s): reissue it with DNS:%s in subjectAltName, or set '
+            '[DEFAULT] host to the name it has.'
+            % (server, path, name, _found(ips, names, common_names), name))
 
 
 def connect_problem(peer, port, source=None, timeout=3.0):

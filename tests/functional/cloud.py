@@ -30,6 +30,7 @@ from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional import integrated_helpers
 from nova.tests.functional.libvirt import base as libvirt_base
 from oslo_config import cfg
+from oslo_utils import versionutils
 
 from tests import fixtures as mn_fixtures
 
@@ -112,6 +113,41 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
             'fake-createXML-doesnt-care-about-flags')
         conn = self.src.driver._host.get_connection()
         conn.lookupByUUIDString(uuid).complete_job()
+
+    def use_non_shared_storage(self):
+        """Give ``dest`` instance storage of its own, so nova block-migrates.
+
+        Both computes share this process's ``instances_path``, and nova's
+        fake libvirt has no disk files. As nova's own ``NonShared``
+        functional tests do, the storage checks are made to answer as on
+        hosts with local disks: the source does not see the destination's
+        test file (so ``block_migration='auto'`` is a block migration), the
+        destination creates the instance directory in a directory of its
+        own, and the source reports no disk files to pre-create. The
+        source's disk selection and migration call stay nova's own: the
+        guest's writable disks become ``migrate_disks``.
+        """
+        dest_storage = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            '_check_shared_storage_test_file', return_value=False))
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.driver.LibvirtDriver.'
+            '_get_instance_disk_info_from_config', return_value=[]))
+        self.useFixture(fixtures.MockPatch(
+            'nova.virt.libvirt.utils.get_instance_path_at_destination',
+            side_effect=lambda instance, migrate_data=None: os.path.join(
+                dest_storage, instance.uuid)))
+
+    def set_source_libvirt_version(self, version):
+        """Make ``src``'s libvirt report ``version`` from now on.
+
+        nova refuses to start on a libvirt older than its minimum, so the
+        version is lowered after ``src`` started; nova's own
+        ``Host.has_min_version`` then sees it.
+        """
+        conn = self.src.driver._host.get_connection()
+        conn.fakeLibVersion = versionutils.convert_version_to_int(version)
 
     def start_computes(self, dest_migration_ip=None, **libvirt_flags):
         """Start ``src`` and ``dest``; ``dest`` may set the option.

@@ -63,12 +63,15 @@ class TestMigrationPlane(cloud.LiveMigrationCloud):
         self.assertNotIn('migrate_uri', call.params)
         self.assertTrue(call.flags & fakelibvirt.VIR_MIGRATE_TUNNELLED)
 
-    def test_native_tls_streams_to_the_migration_ip(self):
+    def test_native_tls_streams_to_the_migration_ip_verifying_hostname(self):
         self.start_computes(dest_migration_ip=IPV4,
                             live_migration_with_native_tls=True)
         call = self.live_migrate_server()
-        self.assertEqual('qemu+tcp://172.168.1.15/system', call.dconnuri)
+        # libvirt connects to the hostname; QEMU streams to the plane and
+        # verifies the certificate against the hostname.
+        self.assertEqual('qemu+tcp://dest/system', call.dconnuri)
         self.assertEqual('tcp://172.168.1.15', call.params['migrate_uri'])
+        self.assertEqual('dest', call.params['tls.destination'])
         self.assertTrue(call.flags & fakelibvirt.VIR_MIGRATE_TLS)
 
     def test_source_logs_the_plane_once_per_migration(self):

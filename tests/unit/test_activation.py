@@ -138,7 +138,8 @@ PROBE = textwrap.dedent("""\
     from nova.virt.libvirt import driver
     from oslo_config import cfg
     hooked = sorted(name for name in ('init_host', 'live_migration',
-                                      'pre_live_migration')
+                                      'pre_live_migration',
+                                      '_live_migration_operation')
                     if hasattr(getattr(driver.LibvirtDriver, name),
                                '__wrapped__'))
     option = cfg.CONF.my_live_migration_ip if (

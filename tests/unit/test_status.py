@@ -54,10 +54,11 @@ driver = nova_migration_net
 """
 
 
-def make_certificate(path, ips=(), names=(), days=30):
-    """A self-signed PEM certificate with this subjectAltName."""
+def make_certificate(path, ips=(), names=(), days=30, common_name='dest'):
+    """A self-signed PEM certificate with this subjectAltName and CN."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'dest')])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
+                                            common_name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     builder = (x509.CertificateBuilder()
                .subject_name(subject).issuer_name(subject)
@@ -282,10 +283,12 @@ class TestTLSCertificateCheck(StatusTestCase):
         self.libvirt_cert = os.path.join(self.dir, 'servercert.pem')
         self.qemu_cert = os.path.join(self.dir, 'server-cert.pem')
 
-    def check(self, libvirt_conf, ip='172.168.1.15'):
+    def check(self, libvirt_conf, ip='172.168.1.15', host=None):
         text = '[DEFAULT]\n'
         if ip:
             text += 'my_live_migration_ip = %s\n' % ip
+        if host:
+            text += 'host = %s\n' % host
         text += '[libvirt]\n' + libvirt_conf
         return self.checks(text, [
             '--libvirt-server-cert', self.libvirt_cert,
@@ -319,26 +322,72 @@ class TestTLSCertificateCheck(StatusTestCase):
         self.assertEqual(FAILURE, result.code)
         self.assertIn('(it has: none)', result.details)
 
-    def test_native_tls_checks_the_qemu_certificate(self):
-        make_certificate(self.qemu_cert, ips=['fd00:30::15'])
+    def test_native_tls_needs_the_hostname_not_the_ip(self):
+        # Stock certificates: the host's name, no migration IP.
+        make_certificate(self.qemu_cert, ips=['192.0.2.15'],
+                         names=['dest.example.org'])
         # No libvirtd certificate: the tcp scheme does not need one.
         self.assertResult(
-            SUCCESS, '%s name fd00:30::15 in subjectAltName.' % self.qemu_cert,
+            SUCCESS, 'Native TLS: sources running nova-migration-net '
+            "connect libvirt to this host's name dest.example.org, stream "
+            'to fd00:30::15 and have TLS verify dest.example.org '
+            '(tls.destination, libvirt 6.0.0 or later on the source). %s '
+            'cover dest.example.org; the certificates need not name '
+            'fd00:30::15.' % self.qemu_cert,
             self.check('live_migration_with_native_tls = true\n',
-                       ip='fd00:30::15'))
-        make_certificate(self.qemu_cert, ips=['fd00:30::16'])
-        self.assertEqual(FAILURE, self.check(
-            'live_migration_with_native_tls = true\n', ip='fd00:30::15').code)
+                       ip='fd00:30::15', host='dest.example.org'))
 
-    def test_tls_scheme_and_native_tls_check_both_certificates(self):
-        make_certificate(self.libvirt_cert, ips=['172.168.1.15'])
-        make_certificate(self.qemu_cert, ips=['192.0.2.15'])
+    def test_native_tls_certificate_with_only_the_ip_fails(self):
+        make_certificate(self.qemu_cert, ips=['172.168.1.15'],
+                         common_name='other')
+        self.assertResult(
+            FAILURE, 'Native TLS: sources running nova-migration-net '
+            "connect libvirt to this host's name dest, stream to "
+            '172.168.1.15 and have TLS verify dest (tls.destination, '
+            "libvirt 6.0.0 or later on the source). QEMU's certificate %s "
+            "does not cover this host's name dest (it has: IP:172.168.1.15, "
+            'CN:other): reissue it with DNS:dest in subjectAltName, or set '
+            '[DEFAULT] host to the name it has. Sources refuse TLS '
+            'connections to this host until then.' % self.qemu_cert,
+            self.check('live_migration_with_native_tls = true\n',
+                       host='dest'))
+
+    def test_native_tls_common_name_counts_without_dns_entries(self):
+        make_certificate(self.qemu_cert, ips=['192.0.2.15'],
+                         common_name='dest')
+        self.assertEqual(SUCCESS, self.check(
+            'live_migration_with_native_tls = true\n', host='dest').code)
+
+    def test_native_tls_common_name_ignored_when_dns_entries_exist(self):
+        make_certificate(self.qemu_cert, names=['other'], common_name='dest')
+        self.assertEqual(FAILURE, self.check(
+            'live_migration_with_native_tls = true\n', host='dest').code)
+
+    def test_native_tls_wildcard_covers_one_label(self):
+        make_certificate(self.qemu_cert, names=['*.example.org'])
+        self.assertEqual(SUCCESS, self.check(
+            'live_migration_with_native_tls = true\n',
+            host='Dest.Example.org').code)
+        self.assertEqual(FAILURE, self.check(
+            'live_migration_with_native_tls = true\n',
+            host='dest.rack1.example.org').code)
+
+    def test_tls_scheme_and_native_tls_check_both_for_the_hostname(self):
+        # The libvirt connection stays on the hostname too.
+        make_certificate(self.libvirt_cert, ips=['172.168.1.15'],
+                         common_name='172.168.1.15')
+        make_certificate(self.qemu_cert, names=['dest'])
         result = self.check('live_migration_scheme = tls\n'
-                            'live_migration_with_native_tls = true\n')
+                            'live_migration_with_native_tls = true\n',
+                            host='dest')
         self.assertEqual(FAILURE, result.code)
-        self.assertTrue(result.details.startswith(
-            "QEMU's certificate %s has no IP:172.168.1.15" % self.qemu_cert),
-            result.details)
+        self.assertIn("libvirtd's certificate %s does not cover this host's "
+                      "name dest" % self.libvirt_cert, result.details)
+        self.assertNotIn('QEMU', result.details)
+        make_certificate(self.libvirt_cert, names=['dest'])
+        self.assertEqual(SUCCESS, self.check(
+            'live_migration_scheme = tls\n'
+            'live_migration_with_native_tls = true\n', host='dest').code)
 
     def test_missing_certificate_fails(self):
         self.assertResult(
