@@ -163,3 +163,24 @@ class InterfacesFixture(fixtures.Fixture):
         if isinstance(self.interfaces, Exception):
             raise self.interfaces
         return self.interfaces
+
+
+class UnknownNovaFixture(fixtures.Fixture):
+    """A nova whose ``LibvirtDriver.live_migration`` takes a new argument.
+
+    Not fixtures.MonkeyPatch: it wraps the new function in one that carries
+    nova's signature, which the plugin's guard would then accept.
+    """
+
+    def _setUp(self):
+        from nova.virt.libvirt import driver as libvirt_driver
+
+        def live_migration(self, context, instance, dest, post_method,
+                           recover_method, block_migration=False,
+                           migrate_data=None, new_argument=None):
+            pass
+
+        driver_cls = libvirt_driver.LibvirtDriver
+        self.addCleanup(setattr, driver_cls, 'live_migration',
+                        driver_cls.live_migration)
+        driver_cls.live_migration = live_migration

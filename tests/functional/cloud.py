@@ -22,6 +22,7 @@ address it streams to is unreachable.
 import collections
 import importlib.metadata
 import os
+import re
 import urllib.parse
 
 import fixtures
@@ -39,6 +40,19 @@ CONF = cfg.CONF
 # One call of virDomain.migrateToURI3(dconnuri, params, flags).
 MigrateCall = collections.namedtuple('MigrateCall',
                                      'instance dconnuri params flags')
+
+
+def comparable(call):
+    """``call`` with what differs between two servers (UUID, name) masked.
+
+    Two migrations of different servers compare equal when nova handed
+    libvirt the same URIs, parameters and flags.
+    """
+    params = dict(call.params)
+    for key in ('destination_xml', 'persistent_xml'):
+        params[key] = re.sub(r'instance-[0-9a-f]{8}', 'NAME',
+                             params[key].replace(call.instance, 'UUID'))
+    return call.dconnuri, params, call.flags
 
 
 def nova_api_paste_ini():

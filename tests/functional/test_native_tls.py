@@ -19,8 +19,6 @@ nova refuses. Each test boots a server on ``src``, live-migrates it to
 cloud and checks the whole ``migrateToURI3(dconnuri, params, flags)``.
 """
 
-import re
-
 from nova.tests.fixtures import libvirt as fakelibvirt
 
 from nova_migration_net import hooks
@@ -131,18 +129,10 @@ class TestNativeTLS(cloud.LiveMigrationCloud):
         self.flags(my_live_migration_ip='172.168.1.15')
         plugin = self.live_migrate_server()
 
-        def comparable(call):
-            params = dict(call.params)
-            for key in ('destination_xml', 'persistent_xml'):
-                params[key] = re.sub(
-                    r'instance-[0-9a-f]{8}', 'NAME',
-                    params[key].replace(call.instance, 'UUID'))
-            return call.dconnuri, params, call.flags
-
-        expected = comparable(stock)
+        expected = cloud.comparable(stock)
         expected[1].update({'migrate_uri': 'tcp://172.168.1.15',
                             'tls.destination': 'dest'})
-        self.assertEqual(expected, comparable(plugin))
+        self.assertEqual(expected, cloud.comparable(plugin))
 
     def test_native_tls_logs_the_plane_and_the_verified_name_once(self):
         self.start_computes(dest_migration_ip='172.168.1.15',

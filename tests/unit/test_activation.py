@@ -88,17 +88,7 @@ class TestActivation(test.NoDBTestCase):
         self.assertEqual(1, classes.count(objects.LibvirtLiveMigrateData))
 
     def test_unknown_driver_signature_leaves_nova_stock(self):
-        def live_migration(self, context, instance, dest, post_method,
-                           recover_method, block_migration=False,
-                           migrate_data=None, new_argument=None):
-            pass
-
-        # Not fixtures.MonkeyPatch: it wraps the new function in one that
-        # carries nova's signature.
-        driver_cls = libvirt_driver.LibvirtDriver
-        self.addCleanup(setattr, driver_cls, 'live_migration',
-                        driver_cls.live_migration)
-        driver_cls.live_migration = live_migration
+        self.useFixture(mn_fixtures.UnknownNovaFixture())
         self.addCleanup(activation.deactivate)
         self.assertFalse(activation.activate(cfg.CONF))
         self.assertFalse(activation.is_active())

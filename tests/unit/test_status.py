@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from nova import test
-from nova.virt.libvirt import driver as libvirt_driver
 from oslo_config import cfg
 from oslo_upgradecheck import upgradecheck
 
@@ -258,15 +257,7 @@ class TestActivationCheck(StatusTestCase):
         self.assertIn('([mignet])', result.details)
 
     def test_nova_the_plugin_cannot_hook_fails(self):
-        def live_migration(self, context, instance, dest, post_method,
-                           recover_method, block_migration=False,
-                           migrate_data=None, new_argument=None):
-            pass
-
-        driver_cls = libvirt_driver.LibvirtDriver
-        self.addCleanup(setattr, driver_cls, 'live_migration',
-                        driver_cls.live_migration)
-        driver_cls.live_migration = live_migration
+        self.useFixture(mn_fixtures.UnknownNovaFixture())
         result = self.checks(PLUGIN)._check_activation()
         self.assertEqual(FAILURE, result.code)
         self.assertIn('cannot hook this nova (LibvirtDriver.live_migration('
