@@ -125,6 +125,17 @@ def parse(value, name=None):
     return netaddr.IPAddress(value)
 
 
+def same_address(host, address):
+    """Whether ``host`` (an IP, or a name which never matches) is ``address``.
+
+    Compares addresses, not text: ``FD00:30:0::15`` is ``fd00:30::15``.
+    """
+    try:
+        return netaddr.IPAddress(host) == netaddr.IPAddress(address)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        return False
+
+
 def interface_problem(address, interfaces):
     """Why ``address`` is wrong for this host, from its interface table.
 

@@ -28,8 +28,10 @@ The hooks keep no state: everything a migration needs travels in its own
 import netaddr
 from nova import exception
 from nova.virt.libvirt import guest as libvirt_guest
+from nova.virt.libvirt import utils as libvirt_utils
 from oslo_config import cfg
 from oslo_log import log as logging
+from oslo_utils import versionutils
 import psutil
 
 from nova_migration_net import addresses
@@ -72,14 +74,6 @@ def configured_migration_ip(conf=CONF):
             detail = ' %s: %s' % (addresses.quote(cause.value), cause.reason)
         raise exception.InvalidConfiguration(
             'Invalid [DEFAULT] my_live_migration_ip%s' % detail)
-
-
-def _same_address(host, address):
-    """Whether ``host`` (an IP or a name) is the IP ``address``."""
-    try:
-        return netaddr.IPAddress(host) == netaddr.IPAddress(address)
-    except (netaddr.AddrFormatError, ValueError):
-        return False
 
 
 def _check_interfaces(address):
@@ -126,7 +120,7 @@ class InitHost:
         LOG.info('nova-migration-net is active; live migrations from hosts '
                  'running the plugin will stream to this host at %s.',
                  address)
-        if inbound and not _same_address(inbound, address):
+        if inbound and not addresses.same_address(inbound, address):
             LOG.warning(
                 'Both [DEFAULT] my_live_migration_ip (%(ip)s) and [libvirt] '
                 'live_migration_inbound_addr (%(inbound)s) are set: sources '
@@ -202,8 +196,11 @@ class LiveMigration:
                         'hostname needs libvirt %(needed)s or later on this '
                         'host (tls.destination); it has %(found)s.',
                         {'dest': dest, 'address': address,
-                         'needed': _version(MIN_LIBVIRT_TLS_DESTINATION),
-                         'found': _libvirt_version(call.arguments['self'])},
+                         'needed': libvirt_utils.version_to_string(
+                             MIN_LIBVIRT_TLS_DESTINATION),
+                         'found': versionutils.convert_version_to_str(
+                             call.arguments['self']._host.get_connection()
+                             .getLibVersion())},
                         instance=instance)
         elif mode == PLANE_CONNECT_ADDR:
             migrate_data.target_connect_addr = str(address)
@@ -275,16 +272,6 @@ def plane_mode(driver, address):
     if driver._host.has_min_version(lv_ver=MIN_LIBVIRT_TLS_DESTINATION):
         return PLANE_TLS_DESTINATION
     return PLANE_STOCK_TLS
-
-
-def _version(version):
-    return '.'.join(str(part) for part in version)
-
-
-def _libvirt_version(driver):
-    lib_version = driver._host.get_connection().getLibVersion()
-    return _version((lib_version // 1000000, lib_version // 1000 % 1000,
-                     lib_version % 1000))
 
 
 class _TLSDestinationDomain:

@@ -203,7 +203,7 @@ class Checks(upgradecheck.UpgradeCommands):
             return _success('Only [libvirt] live_migration_inbound_addr is '
                             'set (%s): every source migrates to it, as stock '
                             'nova does.' % inbound)
-        if _same_address(inbound, address):
+        if addresses.same_address(inbound, address):
             return _success('[libvirt] live_migration_inbound_addr and '
                             '[DEFAULT] my_live_migration_ip are both %s.'
                             % address)
@@ -316,14 +316,6 @@ class Checks(upgradecheck.UpgradeCommands):
         ('TLS certificate', _check_tls_certificate),
         ('Peers on the migration plane', _check_peers),
     )
-
-
-def _same_address(host, address):
-    # live_migration_inbound_addr may be a host name: never the same then.
-    try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(address)
-    except ValueError:
-        return False
 
 
 def _load_certificate(path, server):
