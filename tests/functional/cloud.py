@@ -163,6 +163,11 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
         conn = self.src.driver._host.get_connection()
         conn.fakeLibVersion = versionutils.convert_version_to_int(version)
 
+    def log_lines(self, *fragments):
+        """The captured log lines that contain every one of ``fragments``."""
+        return [line for line in self.stdlog.logger.output.splitlines()
+                if all(f in line for f in fragments)]
+
     def start_computes(self, dest_migration_ip=None, **libvirt_flags):
         """Start ``src`` and ``dest``; ``dest`` may set the option.
 

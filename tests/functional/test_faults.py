@@ -59,10 +59,6 @@ class FaultCloud(cloud.LiveMigrationCloud):
             '/allocations/%s' % migration['uuid']).body['allocations'])
         return server
 
-    def log_lines(self, *fragments):
-        return [line for line in self.stdlog.logger.output.splitlines()
-                if all(f in line for f in fragments)]
-
 
 @mn_fixtures.requires_nova(
     34, "nova 32's live migration monitor does not notice a migrateToURI3 "

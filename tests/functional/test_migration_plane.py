@@ -75,9 +75,8 @@ class TestMigrationPlane(cloud.LiveMigrationCloud):
     def test_source_logs_the_plane_once_per_migration(self):
         self.start_computes(dest_migration_ip=IPV4)
         self.live_migrate_server()
-        lines = [line for line in self.stdlog.logger.output.splitlines()
-                 if 'streams over the migration plane to 172.168.1.15'
-                 in line]
+        lines = self.log_lines(
+            'streams over the migration plane to 172.168.1.15')
         self.assertEqual(1, len(lines), lines)
         self.assertIn('INFO [nova_migration_net.hooks]', lines[0])
 

@@ -138,9 +138,8 @@ class TestNativeTLS(cloud.LiveMigrationCloud):
         self.start_computes(dest_migration_ip='172.168.1.15',
                             live_migration_with_native_tls=True)
         self.live_migrate_server()
-        lines = [line for line in self.stdlog.logger.output.splitlines()
-                 if 'streams over the migration plane to 172.168.1.15'
-                 in line]
+        lines = self.log_lines(
+            'streams over the migration plane to 172.168.1.15')
         self.assertEqual(1, len(lines), lines)
         self.assertIn('INFO [nova_migration_net.hooks]', lines[0])
         self.assertIn("native TLS verifies the destination's certificate "
@@ -171,8 +170,7 @@ class TestNativeTLS(cloud.LiveMigrationCloud):
         self.assertNotIn('migrate_uri', call.params)
         self.assertNotIn('tls.destination', call.params)
         self.assertTrue(call.flags & fakelibvirt.VIR_MIGRATE_TLS)
-        lines = [line for line in self.stdlog.logger.output.splitlines()
-                 if 'Live migration to dest streams' in line]
+        lines = self.log_lines('Live migration to dest streams')
         self.assertEqual(1, len(lines), lines)
         self.assertIn('WARNING [nova_migration_net.hooks]', lines[0])
         self.assertIn('streams to its hostname as stock nova does, not to '
