@@ -77,7 +77,8 @@ def stream_address(dconnuri, params):
 
 class LiveMigrationCloud(libvirt_base.ServersTestBase,
                          integrated_helpers.InstanceHelperMixin):
-    """Two computes, ``src`` and ``dest``; the plugin active in the cloud.
+    """Two computes, ``src`` and ``dest`` (``SOURCE``, ``DESTINATION``);
+    the plugin active in the cloud.
 
     ``self.migrate_calls`` lists every ``migrateToURI3`` call in order.
     A migration whose stream goes to a host or address in
@@ -90,6 +91,10 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
     ADMIN_API = True
     # Set to False to run the cloud without the plugin.
     ACTIVATE_PLUGIN = True
+    # The computes' host names (nova's CONF.host, hence the destination
+    # name in libvirt's connection URI).
+    SOURCE = 'src'
+    DESTINATION = 'dest'
 
     def _setup_services(self):
         # nova's ConfFixture expects api-paste.ini in a source tree.
@@ -177,25 +182,27 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
         """
         if libvirt_flags:
             self.flags(group='libvirt', **libvirt_flags)
-        self.src = self.computes[self.start_compute(hostname='src')]
+        self.src = self.computes[self.start_compute(hostname=self.SOURCE)]
         if dest_migration_ip is not None:
             self.flags(my_live_migration_ip=dest_migration_ip)
-        self.dest = self.computes[self.start_compute(hostname='dest')]
+        self.dest = self.computes[
+            self.start_compute(hostname=self.DESTINATION)]
 
     def live_migrate_server(self, block_migration='auto'):
         """Boot a server on ``src`` and live-migrate it to ``dest``.
 
         :returns: the ``MigrateCall`` nova made to libvirt for it
         """
-        self.server = self._create_server(host='src', networks='none')
+        self.server = self._create_server(host=self.SOURCE,
+                                          networks='none')
         self.api.post_server_action(
             self.server['id'],
-            {'os-migrateLive': {'host': 'dest',
+            {'os-migrateLive': {'host': self.DESTINATION,
                                 'block_migration': block_migration}})
         self._wait_for_migration_status(self.server, ['completed'])
         self._wait_for_state_change(self.server, 'ACTIVE')
         server = self.api.get_server(self.server['id'])
-        self.assertEqual('dest', server['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(self.DESTINATION, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual('ACTIVE', server['status'])
         calls = [c for c in self.migrate_calls
                  if c.instance == self.server['id']]

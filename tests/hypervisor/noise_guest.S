@@ -1,0 +1,75 @@
+/*
+ * The testbed's guest: a multiboot kernel that fills guest RAM from 2 MiB
+ * up to MEMTOP with xorshift32 noise (so QEMU cannot send zero pages
+ * cheaply), then checksums that memory over and over, writing each result
+ * as "C<8 hex digits>\n" to QEMU's debug console (port 0xe9).
+ *
+ * The memory is never written again, so every checksum is the same; a
+ * checksum the guest computes after a live migration, on the destination,
+ * equal to the one it computed before, says the memory arrived intact and
+ * the guest runs there. Assembled with --defsym MEMTOP=<bytes> and
+ * --defsym PASSES=<n>: PASSES=0 checksums forever, otherwise the guest
+ * halts after that many checksums (an idle guest, for the benchmark).
+ */
+    .text
+    .align 4
+    .long 0x1BADB002            /* multiboot magic */
+    .long 0x0                   /* flags */
+    .long -(0x1BADB002)         /* checksum */
+
+    .globl _start
+_start:
+    cli
+    mov $0x12345678, %eax
+    mov $0x200000, %edi
+fill:
+    mov %eax, %edx
+    shl $13, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shr $17, %edx
+    xor %edx, %eax
+    mov %eax, %edx
+    shl $5, %edx
+    xor %edx, %eax
+    mov %eax, (%edi)
+    add $4, %edi
+    cmp $MEMTOP, %edi
+    jb fill
+
+    mov $PASSES, %ebp
+checksum:
+    xor %ebx, %ebx
+    mov $0x200000, %edi
+sum:
+    rol $5, %ebx
+    xor (%edi), %ebx
+    add $4, %edi
+    cmp $MEMTOP, %edi
+    jb sum
+
+    mov $0xe9, %dx
+    mov $'C', %al
+    out %al, %dx
+    mov $8, %ecx
+hex:
+    rol $4, %ebx
+    mov %bl, %al
+    and $0xf, %al
+    add $'0', %al
+    cmp $'9', %al
+    jbe digit
+    add $('a' - '0' - 10), %al
+digit:
+    out %al, %dx
+    loop hex
+    mov $'\n', %al
+    out %al, %dx
+
+    test %ebp, %ebp
+    jz checksum                 /* PASSES=0: forever */
+    dec %ebp
+    jnz checksum
+idle:
+    hlt
+    jmp idle
