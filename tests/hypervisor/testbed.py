@@ -32,6 +32,7 @@ install the Debian packages and libvirt-python when they are missing.
 """
 
 import argparse
+import atexit
 import collections
 import datetime
 import json
@@ -235,6 +236,10 @@ def _is_zombie(pid):
         return True
 
 
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 def remove_hosts(hosts=HOSTS):
     """Kill every process in the hosts' namespaces, delete the namespaces.
 
@@ -271,6 +276,16 @@ class Testbed(fixtures.Fixture):
         shutil.rmtree(self.work_dir, ignore_errors=True)
         os.makedirs(self.work_dir)
         self.addCleanup(remove_hosts, self.hosts)
+        # Interrupted (SIGINT, SIGTERM) or exiting without clean-up: the
+        # hosts go all the same.
+        atexit.register(remove_hosts, self.hosts)
+        self.addCleanup(atexit.unregister, remove_hosts)
+        try:
+            previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        except ValueError:
+            pass  # Not the main thread: only atexit and the next run.
+        else:
+            self.addCleanup(signal.signal, signal.SIGTERM, previous)
         self._make_network()
         self.kernel = self.build_guest_kernel()
         self.pki = _make_pki(self.work_dir, [h.name for h in self.hosts])
