@@ -145,6 +145,11 @@ DISK_XML = """<disk type='file' device='disk'>
 IMAGES = '/var/lib/libvirt/images'
 
 
+def hosts(netns_prefix):
+    """:data:`HOSTS` in namespaces named ``<netns_prefix><hostname>``."""
+    return tuple(h._replace(netns=netns_prefix + h.name) for h in HOSTS)
+
+
 class Unavailable(Exception):
     """The testbed cannot run on this machine; the message says why."""
 
@@ -261,10 +266,13 @@ class Testbed(fixtures.Fixture):
     ``hosts`` are compute-a (the source) and compute-b.
     """
 
-    def __init__(self, work_dir=WORK_DIR):
+    def __init__(self, work_dir=WORK_DIR, netns_prefix='nmn-'):
+        """Two testbeds with different ``work_dir`` and ``netns_prefix``
+        can run at once.
+        """
         super().__init__()
         self.work_dir = work_dir
-        self.hosts = HOSTS
+        self.hosts = hosts(netns_prefix)
         self.libvirtd = {}
 
     def _setUp(self):
@@ -587,13 +595,14 @@ def main(argv=None):
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('prepare', help=prepare.__doc__.splitlines()[0])
     p.add_argument('--constraints', help='pip constraints file')
-    sub.add_parser('teardown',
-                   help='remove what a killed run left behind')
+    p = sub.add_parser('teardown',
+                       help='remove what a killed run left behind')
+    p.add_argument('--netns-prefix', default='nmn-')
     args = parser.parse_args(argv)
     if args.command == 'prepare':
         prepare(args.constraints)
     else:
-        remove_hosts()
+        remove_hosts(hosts(args.netns_prefix))
 
 
 if __name__ == '__main__':
