@@ -97,13 +97,16 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
         """Copy a stock object into this class and set ``migration_ip``.
 
         Field values, set/unset state and changed fields carry over, so the
-        copy serializes like the original plus one field.
+        copy serializes like the original plus one field. The values are
+        the stock object's, already coerced by the same field definitions,
+        so they are copied as stored, not set again field by field.
         """
         obj = cls()
         obj._context = stock._context
-        for name in stock.obj_fields:
-            if stock.obj_attr_is_set(name):
-                setattr(obj, name, getattr(stock, name))
+        for name in stock.fields:
+            attr = nova_base.get_attrname(name)
+            if hasattr(stock, attr):
+                setattr(obj, attr, getattr(stock, attr))
         obj._changed_fields = set(stock.obj_what_changed())
         obj.migration_ip = migration_ip
         return obj
