@@ -18,9 +18,15 @@ server and live-migrates it through the API, once per case below. For each
 migration it prints what nova's libvirt driver handed libvirt's
 ``virDomain.migrateToURI3`` and the plane the stream took.
 
+As root, it then makes real migrations too: the real-hypervisor tier's
+cases (``tests/hypervisor``) on two libvirt/QEMU hosts in network
+namespaces, with the calls nova made, and prints the bytes each link
+carried.
+
 Run it with ``tox -e demo``.
 """
 
+import json
 import logging
 import os
 import sys
@@ -30,8 +36,11 @@ import urllib.parse
 import netaddr
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova import version
+from oslo_utils import versionutils
 
 from tests.functional import cloud
+from tests.hypervisor import test_planes
+from tests.hypervisor import testbed
 
 CASES = [
     # (case, my_live_migration_ip on dest, [libvirt] options)
@@ -45,6 +54,15 @@ CASES = [
 ]
 
 RESULTS = []
+
+# The real-hypervisor cases the demo runs as root.
+REAL_CASES = [
+    'test_option_unset_streams_over_the_management_link',
+    'test_ipv4_migration_ip_streams_over_the_migration_link',
+    'test_ipv6_migration_ip_streams_over_the_migration_link',
+    'test_tunnelled_migration_tunnels_over_the_migration_link',
+    'test_native_tls_streams_over_the_migration_link',
+]
 
 
 class DemoMigration(cloud.LiveMigrationCloud):
@@ -90,14 +108,53 @@ def plane(call, migration_ip):
     return "management plane (hostname '%s')" % host
 
 
-def main():
-    # nova logs thread pool shutdowns after each test's log capture ends.
-    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
-    suite = unittest.TestSuite(DemoMigration(*case) for case in CASES)
+def run(suite):
     with open(os.devnull, 'w') as devnull:
         result = unittest.TextTestRunner(stream=devnull).run(suite)
     for test, trace in result.errors + result.failures:
         print('%s failed:\n%s' % (test.id(), trace), file=sys.stderr)
+    return result.wasSuccessful()
+
+
+def real_migrations():
+    """The real-hypervisor cases; False if one failed, None if not run."""
+    reason = testbed.why_unavailable()
+    if reason is None and test_planes.libvirt is None:
+        reason = 'libvirt-python is not installed'
+    print()
+    if reason:
+        print('Real libvirt/QEMU migrations skipped: %s.' % reason)
+        return None
+    ok = run(unittest.TestSuite(test_planes.TestMigrationPlanes(name)
+                                for name in REAL_CASES))
+    with open(test_planes.RESULTS) as f:
+        results = json.load(f)
+    a, b = testbed.HOSTS
+    print('Real live migrations %s -> %s (libvirt %s, QEMU in network '
+          'namespaces; %s resolves to its management address), made with '
+          "the calls nova's libvirt driver made, and the bytes each link "
+          'carried:' % (a.name, b.name, versionutils.convert_version_to_str(
+              test_planes.libvirt.getVersion()), b.name))
+    for r in results:
+        total = sum(r['bytes'].values())
+        print()
+        print('* %s' % r['case'][len('test_'):].replace('_', ' '))
+        print('    dconnuri        : %s' % r['uri'])
+        print('    migrate_uri     : %s' % (r['migrate_uri'] or '(not set)'))
+        if r['tls.destination']:
+            print('    tls.destination : %s' % r['tls.destination'])
+        for ifname, label in ((testbed.MGMT_IF, 'management link'),
+                              (testbed.MIGR_IF, 'migration link')):
+            print('    %-15s : %s bytes (%.2f%%)' % (
+                label, format(r['bytes'][ifname], ','),
+                100.0 * r['bytes'][ifname] / total))
+    return ok
+
+
+def main():
+    # nova logs thread pool shutdowns after each test's log capture ends.
+    logging.getLogger('nova.thread_pool_factory').setLevel(logging.WARNING)
+    ok = run(unittest.TestSuite(DemoMigration(*case) for case in CASES))
     print()
     print('Live migrations src -> dest through nova %s with '
           'nova-migration-net active' % version.version_string())
@@ -112,7 +169,8 @@ def main():
         print('    plane       : %s' % plane(call, migration_ip))
         for line in log:
             print('    source log  : %s' % line)
-    return 0 if result.wasSuccessful() else 1
+    real_ok = real_migrations()
+    return 0 if ok and real_ok is not False else 1
 
 
 if __name__ == '__main__':
