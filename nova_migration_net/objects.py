@@ -107,7 +107,9 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
             attr = nova_base.get_attrname(name)
             if hasattr(stock, attr):
                 setattr(obj, attr, getattr(stock, attr))
-        obj._changed_fields = set(stock.obj_what_changed())
+        # Changes inside nested objects are found again on the copy, which
+        # shares them; only the stock object's own set is copied.
+        obj._changed_fields = set(stock._changed_fields)
         obj.migration_ip = migration_ip
         return obj
 
