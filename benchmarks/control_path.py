@@ -442,6 +442,8 @@ def main(argv=None):
                              '%(iterations)d)' % DEFAULT)
     parser.add_argument('--json', metavar='PATH',
                         help='also write the results to PATH as JSON')
+    parser.add_argument('--markdown', metavar='PATH',
+                        help='also write the tables to PATH')
     args = parser.parse_args(argv)
     sizes = dict(QUICK if args.quick else DEFAULT)
     if args.rounds:
@@ -473,7 +475,11 @@ def main(argv=None):
                      if nova_utils.concurrency_mode_threading()
                      else 'eventlet'),
         seconds=round(time.monotonic() - started, 1))
-    print(render(modes, observed, meta))
+    report = render(modes, observed, meta)
+    print(report)
+    if args.markdown:
+        with open(args.markdown, 'w') as f:
+            f.write(report + '\n')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'meta': meta, 'target': TARGET, 'steps': STEPS,

@@ -285,6 +285,9 @@ class _TLSDestinationDomain:
         self._tls_destination = tls_destination
 
     def __getattr__(self, name):
+        if name == '_domain':
+            # Not set yet: a copy or an unpickled object under construction.
+            raise AttributeError(name)
         return getattr(self._domain, name)
 
     def migrateToURI3(self, dconnuri, params, flags):

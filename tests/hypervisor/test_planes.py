@@ -29,6 +29,7 @@ carried the migration, and the guest, running on the destination, says
 whether its memory arrived intact.
 """
 
+import copy
 import json
 import os
 import time
@@ -74,6 +75,22 @@ def flag_names(fake_flags):
                   for name, value in vars(fakelibvirt).items()
                   if name.startswith('VIR_MIGRATE_')
                   and isinstance(value, int) and fake_flags & value)
+
+
+def guest_on(guest, domain):
+    """A copy of the recorded ``guest`` whose innermost domain is ``domain``.
+
+    nova's ``Guest`` may hold the plugin's wrapping (``_PlaneGuest`` over
+    ``_TLSDestinationDomain``, with native TLS) around the fake domain.
+    Every link of that chain is copied, so the recorded one is untouched
+    and each copy can migrate its own domain.
+    """
+    top = holder = copy.copy(guest)
+    while not isinstance(holder._domain, fakelibvirt.Domain):
+        holder._domain = copy.copy(holder._domain)
+        holder = holder._domain
+    holder._domain = domain
+    return top
 
 
 def psutil_interfaces(ip_addr_json):
@@ -134,7 +151,7 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
     def start_guest(self, disk=False):
         """A running guest on the source; its first checksum."""
         name = self.id().rsplit('.', 1)[1].replace('test_', '')
-        self.addCleanup(self._remove_guest, name)
+        self.addCleanup(self.testbed.remove_guest, name)
         if disk:
             self.testbed.make_disk(name)
         domain = self.conns[self.source.name].defineXML(
@@ -142,16 +159,6 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
         domain.create()
         sums = self.testbed.wait_for_checksums(self.source, name)
         return domain, sums[0]
-
-    def _remove_guest(self, name):
-        for conn in self.conns.values():
-            try:
-                domain = conn.lookupByName(name)
-            except libvirt.libvirtError:
-                continue
-            if domain.isActive():
-                domain.destroy()
-            domain.undefine()
 
     def migrate_with_nova(self, block=False, **start_computes_kwargs):
         """Live-migrate a server through the cloud; nova's calls to
@@ -170,10 +177,7 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
         :returns: seconds taken and bytes per link on the source
         """
         guest, args, kwargs = guest_call
-        holder = guest
-        while not isinstance(holder._domain, fakelibvirt.Domain):
-            holder = holder._domain
-        holder._domain = domain
+        guest = guest_on(guest, domain)
         kwargs = dict(kwargs, flags=libvirt_flags(kwargs['flags']))
         kwargs['destination_xml'] = domain.XMLDesc(
             libvirt.VIR_DOMAIN_XML_MIGRATABLE)

@@ -209,6 +209,14 @@ def _run(cmd, **kwargs):
     return proc.stdout
 
 
+def netns_exec(host, *cmd):
+    """Run ``cmd`` in ``host``'s network namespace; its output.
+
+    :raises RuntimeError: the command failed; the message has its output.
+    """
+    return _run(['ip', 'netns', 'exec', host.netns] + list(cmd))
+
+
 def _netns_pids(netns):
     out = subprocess.run(['ip', 'netns', 'pids', netns],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -421,6 +429,23 @@ class Testbed(fixtures.Fixture):
         _run(['ld', '-N', '-m', 'elf_i386', '-Ttext=0x100000', '-e',
               '_start', '--no-warn-rwx-segments', '-o', elf, obj])
         return elf
+
+    def remove_guest(self, name):
+        """Destroy and undefine the guest ``name`` wherever it is."""
+        import libvirt  # Installed by prepare(), after this module loads.
+
+        for host in self.hosts:
+            conn = libvirt.open(self.uri(host))
+            try:
+                try:
+                    domain = conn.lookupByName(name)
+                except libvirt.libvirtError:
+                    continue
+                if domain.isActive():
+                    domain.destroy()
+                domain.undefine()
+            finally:
+                conn.close()
 
     def image_path(self, host, filename):
         """Where ``host``'s ``IMAGES/filename`` is, seen from here."""
