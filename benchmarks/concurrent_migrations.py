@@ -561,33 +561,31 @@ def run_batch(tb, probes, mode, n, memory_mib, kernel):
     guest_call = CAPTURED[mode.name]['guest_call']
     barrier = threading.Barrier(n + 1)
     threads = [Migration(tb, name, guest_call, barrier) for name in names]
-    before = tb.interface_bytes(source)
     drops_before = qdisc_drops(source)
-    try:
-        # nova's guest module on real libvirt, as in test_planes.replay.
-        with fixtures.MonkeyPatch('nova.virt.libvirt.guest.libvirt',
-                                  libvirt):
-            for t in threads:
-                t.start()
-            try:
-                barrier.wait()
-            except threading.BrokenBarrierError:
-                pass
-            start = time.monotonic()
-            while any(t.is_alive() for t in threads):
-                time.sleep(0.1)
-    except BaseException:
-        abort_jobs(tb, names)
-        raise
+    with tb.bytes_moved(source) as moved:
+        try:
+            # nova's guest module on real libvirt, as in test_planes.replay.
+            with fixtures.MonkeyPatch('nova.virt.libvirt.guest.libvirt',
+                                      libvirt):
+                for t in threads:
+                    t.start()
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+                start = time.monotonic()
+                while any(t.is_alive() for t in threads):
+                    time.sleep(0.1)
+        except BaseException:
+            abort_jobs(tb, names)
+            raise
     end = max([t.ended for t in threads if t.ended] or [start])
-    after = tb.interface_bytes(source)
     drops_after = qdisc_drops(source)
     result = {
         'mode': mode.name, 'n': n, 'wall_s': end - start,
         'idle_before': idle, 'window': (start, end),
         'probes': probes.summary((start, end)),
-        'bytes': {ifname: after[ifname] - before[ifname]
-                  for ifname in (testbed.MGMT_IF, testbed.MIGR_IF)},
+        'bytes': moved,
         'tbf_drops': {ifname: drops_after.get(ifname, 0)
                       - drops_before.get(ifname, 0)
                       for ifname in (testbed.MGMT_IF, testbed.MIGR_IF)},
@@ -630,13 +628,12 @@ def summarize(batch, idle, rate_mbit, mode):
     """Derived numbers of one batch, for the table and the verdicts."""
     migrations = batch['migrations']
     ok = [m for m in migrations if not m['error']]
-    total = sum(batch['bytes'].values())
     summary = {
         'failed': len(migrations) - len(ok),
         'on_destination': sum(1 for m in migrations
                               if m.get('runs_on_destination')),
-        'expected_link_share': (batch['bytes'][mode.link] / total
-                                if total else 0),
+        'expected_link_share': test_planes.share(batch['bytes'],
+                                                 mode.link),
         'aggregate_goodput_mbit': (
             sum(m.get('data_processed') or 0 for m in ok) * 8
             / batch['wall_s'] / 1e6),

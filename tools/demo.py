@@ -136,9 +136,8 @@ def real_migrations():
           'carried:' % (a.name, b.name, versionutils.convert_version_to_str(
               test_planes.libvirt.getVersion()), b.name))
     for r in results:
-        total = sum(r['bytes'].values())
         print()
-        print('* %s' % r['case'][len('test_'):].replace('_', ' '))
+        print('* %s' % test_planes.case_title(r))
         print('    dconnuri        : %s' % r['uri'])
         print('    migrate_uri     : %s' % (r['migrate_uri'] or '(not set)'))
         if r['tls.destination']:
@@ -147,7 +146,7 @@ def real_migrations():
                               (testbed.MIGR_IF, 'migration link')):
             print('    %-15s : %s bytes (%.2f%%)' % (
                 label, format(r['bytes'][ifname], ','),
-                100.0 * r['bytes'][ifname] / total))
+                100 * test_planes.share(r['bytes'], ifname)))
     return ok
 
 

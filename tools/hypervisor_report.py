@@ -50,14 +50,14 @@ def main():
           '| outcome | management link | migration link |')
     print('|---|---|---|---|---|---|---|')
     for r in sorted(results, key=lambda r: cases.index(r['case'])):
-        total = sum(r['bytes'].values()) or 1
 
         def cell(ifname):
-            share = 100.0 * r['bytes'][ifname] / total
-            return '%s B (%.2f%%)' % (format(r['bytes'][ifname], ','), share)
+            return '%s B (%.2f%%)' % (format(r['bytes'][ifname], ','),
+                                      100 * test_planes.share(r['bytes'],
+                                                              ifname))
 
         print('| %s | `%s` | %s | %s | %s | %s | %s |' % (
-            r['case'][len('test_'):].replace('_', ' '), r['uri'],
+            test_planes.case_title(r), r['uri'],
             '`%s`' % r['migrate_uri'] if r['migrate_uri'] else '-',
             r['tls.destination'] or '-', r['outcome'],
             cell(testbed.MGMT_IF), cell(testbed.MIGR_IF)))

@@ -55,26 +55,40 @@ MIN_SHARE = 0.95
 
 NOVA_GUEST_MIGRATE = libvirt_guest.Guest.migrate
 
-# One result per test, for tools/hypervisor_report.py.
+# One result per test, for tools/hypervisor_report.py; in the testbed's
+# work directory, which each run starts afresh.
 RESULTS = os.path.join(testbed.WORK_DIR, 'planes.json')
+
+
+# Fake libvirt's migration flags: {bit: 'VIR_MIGRATE_<NAME>'}.
+FAKE_MIGRATE_FLAGS = {value: name for name, value in vars(fakelibvirt).items()
+                      if name.startswith('VIR_MIGRATE_')
+                      and isinstance(value, int)}
 
 
 def libvirt_flags(fake_flags):
     """``fake_flags`` (fake libvirt's VIR_MIGRATE_*) as libvirt's flags."""
-    names = {value: name for name, value in vars(fakelibvirt).items()
-             if name.startswith('VIR_MIGRATE_') and isinstance(value, int)}
     flags = 0
     for bit in range(fake_flags.bit_length()):
         if fake_flags & (1 << bit):
-            flags |= getattr(libvirt, names[1 << bit])
+            flags |= getattr(libvirt, FAKE_MIGRATE_FLAGS[1 << bit])
     return flags
 
 
 def flag_names(fake_flags):
     return sorted(name[len('VIR_MIGRATE_'):]
-                  for name, value in vars(fakelibvirt).items()
-                  if name.startswith('VIR_MIGRATE_')
-                  and isinstance(value, int) and fake_flags & value)
+                  for value, name in FAKE_MIGRATE_FLAGS.items()
+                  if fake_flags & value)
+
+
+def share(moved, ifname):
+    """The part of the bytes in ``moved`` ({link: bytes}) on ``ifname``."""
+    return moved[ifname] / (sum(moved.values()) or 1)
+
+
+def case_title(result):
+    """A recorded result's test name, as words."""
+    return result['case'][len('test_'):].replace('_', ' ')
 
 
 def guest_on(guest, domain):
@@ -127,8 +141,6 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
         cls.testbed = testbed.Testbed()
         cls.testbed.setUp()
         cls.addClassCleanup(cls.testbed.cleanUp)
-        if os.path.exists(RESULTS):
-            os.unlink(RESULTS)
 
     def setUp(self):
         super().setUp()
@@ -183,26 +195,19 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
             libvirt.VIR_DOMAIN_XML_MIGRATABLE)
         with fixtures.MonkeyPatch('nova.virt.libvirt.guest.libvirt',
                                   libvirt):
-            before = self.testbed.interface_bytes(self.source)
-            start = time.monotonic()
-            try:
+            with self.testbed.bytes_moved(self.source) as moved:
+                start = time.monotonic()
                 NOVA_GUEST_MIGRATE(guest, *args, **kwargs)
-            finally:
                 seconds = time.monotonic() - start
-                after = self.testbed.interface_bytes(self.source)
-        moved = {ifname: after[ifname] - before[ifname]
-                 for ifname in (testbed.MGMT_IF, testbed.MIGR_IF)}
         return seconds, moved
 
     def assertCarriedBy(self, ifname, moved):
-        total = sum(moved.values())
-        share = moved[ifname] / total
+        on_link = share(moved, ifname)
         self.assertGreaterEqual(
-            share, MIN_SHARE, '%.1f%% of %d bytes on %s: %s'
-            % (100 * share, total, ifname, moved))
+            on_link, MIN_SHARE, '%.1f%% of %d bytes on %s: %s'
+            % (100 * on_link, sum(moved.values()), ifname, moved))
         # The guest's memory alone is over 100 MiB.
         self.assertGreater(moved[ifname], 100 * 1024 * 1024)
-        return share
 
     def assertRunsIntactOnDestination(self, name, checksum):
         domain = self.conns[self.destination.name].lookupByName(name)
@@ -323,10 +328,9 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
             live_migration_with_native_tls=True)
         self.assertEqual('tcp://172.30.0.2', call.params['migrate_uri'])
         self.assertNotIn('tls.destination', call.params)
-        before = self.testbed.interface_bytes(self.source)
-        self.assertRaises(libvirt.libvirtError, self.replay, guest_call,
-                          domain)
-        after = self.testbed.interface_bytes(self.source)
+        with self.testbed.bytes_moved(self.source) as moved:
+            self.assertRaises(libvirt.libvirtError, self.replay, guest_call,
+                              domain)
         # The source's QEMU says why; libvirt raises the destination's
         # view of the aborted stream.
         self.assertIn('Certificate does not match the hostname 172.30.0.2',
@@ -334,7 +338,5 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
         self.assertTrue(domain.isActive())
         sums = self.testbed.checksums(self.source, domain.name())
         self.assertEqual({checksum}, set(sums))
-        moved = {ifname: after[ifname] - before[ifname]
-                 for ifname in (testbed.MGMT_IF, testbed.MIGR_IF)}
         self.record(call, 0, moved, testbed.MIGR_IF,
                     outcome='failed: certificate does not match 172.30.0.2')

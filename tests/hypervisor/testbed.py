@@ -34,6 +34,7 @@ install the Debian packages and libvirt-python when they are missing.
 import argparse
 import atexit
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -344,6 +345,21 @@ class Testbed(fixtures.Fixture):
                 counts[name.strip()] = int(fields[0]) + int(fields[8])
         return counts
 
+    @contextlib.contextmanager
+    def bytes_moved(self, host):
+        """``{link: bytes}`` that crossed ``host``'s two links meanwhile.
+
+        The dict is filled when the block ends, also when it raises.
+        """
+        moved = {}
+        before = self.interface_bytes(host)
+        try:
+            yield moved
+        finally:
+            after = self.interface_bytes(host)
+            moved.update({ifname: after[ifname] - before[ifname]
+                          for ifname in (MGMT_IF, MIGR_IF)})
+
     def addresses(self, host):
         """``host``'s interface addresses, ``ip -j addr`` parsed."""
         out = _run(['ip', '-n', host.netns, '-j', 'addr', 'show'])
@@ -604,9 +620,8 @@ def prepare(constraints=None):
 
     Without root, says why the testbed will be skipped and does nothing.
     """
-    reason = why_unavailable()
-    if reason and os.geteuid() != 0:
-        print('testbed: skipped: %s' % reason)
+    if os.geteuid() != 0:
+        print('testbed: skipped: %s' % why_unavailable())
         return
     install_packages()
     cmd = [sys.executable, '-m', 'pip', 'install', '-q', 'libvirt-python']
