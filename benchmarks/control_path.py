@@ -96,12 +96,12 @@ import stevedore  # noqa: E402
 
 from nova_migration_net import activation  # noqa: E402
 from nova_migration_net import objects as plugin_objects  # noqa: E402
+from tests.functional import nova_steps  # noqa: E402
 
 CONF = cfg.CONF
 
 MIGRATION_IP = '172.168.1.15'
 DEST = 'dest'
-INSTANCE_UUID = '6d6d5e3a-4ba4-4c65-8b8f-64dc2b3f4d8c'
 TARGET = 0.05
 
 Mode = collections.namedtuple('Mode', 'name plugin migration_ip')
@@ -141,12 +141,7 @@ def _live_migration_operation(self, context, instance, dest,
     rest of that method drives libvirt and is not timed. Same signature, so
     the plugin's wrapper binds the same arguments as around nova's method.
     """
-    migrate_uri = None
-    if ('target_connect_addr' in migrate_data and
-            migrate_data.target_connect_addr is not None):
-        dest = migrate_data.target_connect_addr
-        migrate_uri = self._migrate_uri(dest)
-    return self._live_migration_uri(dest), migrate_uri
+    return nova_steps.libvirt_uris(self, dest, migrate_data)
 
 
 def incoming_migrate_data():
@@ -156,20 +151,7 @@ def incoming_migrate_data():
     shared storage, as nova's check_can_live_migrate_* do.
     """
     return nova_objects.LibvirtLiveMigrateData(
-        filename='tmp-shared-check', image_type='qcow2',
-        block_migration=False, disk_over_commit=False,
-        disk_available_mb=409600,
-        graphics_listen_addr_vnc='127.0.0.1',
-        graphics_listen_addr_spice='127.0.0.1',
-        serial_listen_addr=None,
-        dst_wants_file_backed_memory=False,
-        file_backed_memory_discard=False,
-        dst_supports_numa_live_migration=True,
-        dst_supports_mdev_live_migration=True,
-        dst_cpu_shared_set_info=set(),
-        is_shared_instance_path=True, is_shared_block_storage=True,
-        is_volume_backed=False, instance_relative_path=INSTANCE_UUID,
-        src_supports_numa_live_migration=True)
+        **nova_steps.DESTINATION_CHECKS, **nova_steps.SOURCE_CHECKS)
 
 
 class ControlPath:
@@ -191,7 +173,7 @@ class ControlPath:
         self.libvirt.setUp()
         self.ctxt = nova_context.get_admin_context()
         self.instance = fake_instance.fake_instance_obj(
-            self.ctxt, uuid=INSTANCE_UUID, host='src', node='src')
+            self.ctxt, uuid=nova_steps.INSTANCE_UUID, host='src', node='src')
         self.serializer = nova_base.NovaObjectSerializer()
         self.driver = libvirt_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
                                                    False)

@@ -66,7 +66,7 @@ from nova.tests.unit import fake_instance  # noqa: E402
 from nova.virt import fake as fake_virt  # noqa: E402
 from nova.virt.libvirt import driver as libvirt_driver  # noqa: E402
 
-INSTANCE_UUID = '6d6d5e3a-4ba4-4c65-8b8f-64dc2b3f4d8c'
+from tests.functional import nova_steps  # noqa: E402
 
 
 class Peer:
@@ -78,7 +78,8 @@ class Peer:
         nova_fixtures.LibvirtFixture().setUp()
         self.ctxt = nova_context.get_admin_context()
         self.instance = fake_instance.fake_instance_obj(
-            self.ctxt, uuid=INSTANCE_UUID, host='src', node='src')
+            self.ctxt, uuid=nova_steps.INSTANCE_UUID, host='src',
+            node='src')
         self.serializer = nova_base.NovaObjectSerializer()
         self.serializer._conductor = self
         self.driver = libvirt_driver.LibvirtDriver(fake_virt.FakeVirtAPI(),
@@ -114,27 +115,14 @@ class Peer:
     def check_destination(self):
         """Destination: the data check_can_live_migrate_destination builds."""
         data = objects.LibvirtLiveMigrateData(
-            filename='tmp-shared-check', image_type='qcow2',
-            block_migration=False, disk_over_commit=False,
-            disk_available_mb=409600,
-            graphics_listen_addr_vnc='127.0.0.1',
-            graphics_listen_addr_spice='127.0.0.1',
-            serial_listen_addr=None,
-            dst_wants_file_backed_memory=False,
-            file_backed_memory_discard=False,
-            dst_supports_numa_live_migration=True,
-            dst_supports_mdev_live_migration=True,
-            dst_cpu_shared_set_info=set())
+            **nova_steps.DESTINATION_CHECKS)
         return self.write(data)
 
     def check_source(self, primitive):
         """Source: check_can_live_migrate_source adds what it knows."""
         data = self.read(primitive)
-        data.is_shared_instance_path = True
-        data.is_shared_block_storage = True
-        data.is_volume_backed = False
-        data.instance_relative_path = INSTANCE_UUID
-        data.src_supports_numa_live_migration = True
+        for name, value in nova_steps.SOURCE_CHECKS.items():
+            setattr(data, name, value)
         data.bdms = [objects.LibvirtLiveMigrateBDMInfo(
             serial='0b4ab8a0-9ad8-4b3c-8c5e-6a1f2e3d4c5b', bus='virtio',
             dev='vdb', type='disk')]
@@ -169,15 +157,9 @@ class Peer:
         self.driver.live_migration(self.ctxt, self.instance, 'dest', None,
                                    None, False, self.read(primitive))
         [data] = seen
-        # As _live_migration_operation does (non-tunnelled).
-        dest = 'dest'
-        migrate_uri = None
-        if ('target_connect_addr' in data and
-                data.target_connect_addr is not None):
-            dest = data.target_connect_addr
-            migrate_uri = self.driver._migrate_uri(dest)
-        return {'dconnuri': self.driver._live_migration_uri(dest),
-                'migrate_uri': migrate_uri,
+        dconnuri, migrate_uri = nova_steps.libvirt_uris(self.driver, 'dest',
+                                                        data)
+        return {'dconnuri': dconnuri, 'migrate_uri': migrate_uri,
                 'class': type(data).__module__}
 
 
