@@ -152,17 +152,11 @@ def interface_problem(address, interfaces):
         for addr in addrs:
             if families.get(addr.family) != address.version:
                 continue
-            if _same(addr.address, address):
+            # psutil gives IPv6 link-local addresses with their zone:
+            # 'fe80::1%eth0'.
+            if same_address(addr.address.split('%', 1)[0], address):
                 return None
-            if addr.broadcast and _same(addr.broadcast, address):
+            if addr.broadcast and same_address(addr.broadcast, address):
                 return (True, 'it is the broadcast address of interface %s'
                         % name)
     return (False, 'it is not assigned to any interface of this host')
-
-
-def _same(text, address):
-    # psutil gives IPv6 link-local addresses with their zone: 'fe80::1%eth0'.
-    try:
-        return netaddr.IPAddress(text.split('%', 1)[0]) == address
-    except (netaddr.AddrFormatError, ValueError):
-        return False
