@@ -495,9 +495,16 @@ class Testbed(fixtures.Fixture):
               '%dM' % size_mib])
 
     def certificate_names(self, host):
-        """The names ``host``'s QEMU TLS server certificate carries."""
-        return certificate_names(
-            os.path.join(self.pki[host.name], 'server-cert.pem'))
+        """The subjectAltName of ``host``'s QEMU TLS server certificate,
+        as ``nova-migration-net-status`` reports it (``DNS:compute-b``).
+        """
+        from nova_migration_net.cmd import status
+
+        cert, problem = status._load_certificate(
+            os.path.join(self.pki[host.name], 'server-cert.pem'), 'QEMU')
+        if problem:
+            raise RuntimeError(problem)
+        return status._found(*status._subject_alt_names(cert))
 
     def same_disk(self, name):
         """Whether the two hosts' copies of the disk hold the same data."""
@@ -536,16 +543,6 @@ class Testbed(fixtures.Fixture):
         raise AssertionError('guest %s wrote %d of %d checksums on %s in '
                              '%ds' % (name, len(self.checksums(host, name)),
                                       count, host.name, timeout))
-
-
-def certificate_names(path):
-    """The subjectAltName entries of the PEM certificate at ``path``."""
-    with open(path, 'rb') as f:
-        cert = x509.load_pem_x509_certificate(f.read())
-    san = cert.extensions.get_extension_for_class(
-        x509.SubjectAlternativeName).value
-    return ['DNS:%s' % n for n in san.get_values_for_type(x509.DNSName)] + [
-        'IP:%s' % n for n in san.get_values_for_type(x509.IPAddress)]
 
 
 def _make_pki(work_dir, hostnames):
