@@ -12,11 +12,25 @@
 
 """Turning the plugin on and off inside one nova process.
 
-:func:`activate` registers the option and the object, then wraps the
-``LibvirtDriver`` methods named by the ``nova_migration_net.hooks`` entry
-points with their hooks. It refuses, leaving nova stock, when a method's
-signature is not the one the hooks were written for. :func:`deactivate`
-restores nova exactly; tests use it to undo activation.
+Activation happens in two steps, so that only a process that runs nova's
+libvirt driver is ever hooked:
+
+1. :func:`arm`, called when the service's own configuration (oslo.config's
+   global ``cfg.CONF``) opens the plugin's config source. It imports nothing
+   of nova: it only asks to be told when ``nova.virt.libvirt.driver`` is
+   imported (a ``wrapt`` post-import hook), and then traps the first
+   instantiation of ``LibvirtDriver``. nova-compute instantiates it in
+   ``load_compute_driver``, after logging is set up and after nova has chosen
+   between eventlet and native threading. nova-manage and privsep-helper may
+   import the module but never instantiate the driver, so they stay stock.
+2. :func:`activate`, run by that trap (or directly by tests): it registers
+   the object and wraps the ``LibvirtDriver`` methods named by the
+   ``nova_migration_net.hooks`` entry points with their hooks. It refuses,
+   leaving nova stock and saying so at ERROR, when a method's signature is
+   not the one the hooks were written for.
+
+:func:`deactivate` restores nova exactly, trap included; tests use it to
+undo activation.
 """
 
 import functools
@@ -25,13 +39,12 @@ import threading
 
 from oslo_log import log as logging
 import stevedore
-
-from nova_migration_net import conf as migration_net_conf
-from nova_migration_net import objects
+import wrapt
 
 LOG = logging.getLogger(__name__)
 
 HOOK_NAMESPACE = 'nova_migration_net.hooks'
+DRIVER_MODULE = 'nova.virt.libvirt.driver'
 
 # The LibvirtDriver methods the hooks were written for, as in nova 34.
 KNOWN_SIGNATURES = {
@@ -46,32 +59,89 @@ KNOWN_SIGNATURES = {
                                   'device_names'),
 }
 
-_lock = threading.Lock()
+# Reentrant: activate() runs inside the trap, which holds no lock, but a
+# driver instantiated while activating must not deadlock.
+_lock = threading.RLock()
 # Wrapped method name -> nova's original function, while active.
 _originals = {}
+# LibvirtDriver.__init__ as nova defines it, while the trap is set.
+_trapped_init = None
+# Whether the post-import hook waits for the driver module (wrapt keeps a
+# hook until the module is imported, and cannot take one back).
+_hook_pending = False
+_armed = False
 
 
 def is_active():
     return bool(_originals)
 
 
-def activate(conf):
+def is_armed():
+    """Whether the plugin activates when nova instantiates its driver."""
+    return _armed
+
+
+def arm():
+    """Activate when this process first instantiates ``LibvirtDriver``.
+
+    Idempotent. Imports no nova module: when the driver module is not
+    imported yet, the trap is set once it is.
+    """
+    global _armed, _hook_pending
+    with _lock:
+        _armed = True
+        if _hook_pending:
+            return
+        _hook_pending = True
+    # Outside the lock: wrapt runs the hook at once when the module is
+    # already imported.
+    wrapt.register_post_import_hook(_driver_imported, DRIVER_MODULE)
+
+
+def _driver_imported(module):
+    global _hook_pending
+    with _lock:
+        _hook_pending = False
+        if _armed:
+            _set_trap(module.LibvirtDriver)
+
+
+def _set_trap(driver_cls):
+    global _trapped_init
+    if _trapped_init is not None or _originals:
+        return
+    init = driver_cls.__dict__['__init__']
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        activate()
+        init(self, *args, **kwargs)
+
+    _trapped_init = init
+    driver_cls.__init__ = __init__
+
+
+def _clear_trap(driver_cls):
+    global _trapped_init
+    if _trapped_init is not None:
+        driver_cls.__init__ = _trapped_init
+        _trapped_init = None
+
+
+def activate():
     """Activate the plugin in this process. Idempotent.
 
-    :param conf: the ``ConfigOpts`` being parsed; the option is registered
-        on it.
     :returns: True when the plugin is active, False when it refused.
     """
     with _lock:
-        # Every ConfigOpts that opens the source gets the option, also a
-        # second one in an already active process.
-        migration_net_conf.register_opts(conf)
         if _originals:
             return True
-        # Imported here: nothing of nova is loaded before a nova service
-        # opens the plugin's config source.
+        # Imported here: the package alone loads nothing of nova.
         from nova.virt.libvirt import driver as libvirt_driver
+
+        from nova_migration_net import objects
         driver_cls = libvirt_driver.LibvirtDriver
+        _clear_trap(driver_cls)
         hooks = stevedore.ExtensionManager(HOOK_NAMESPACE,
                                            invoke_on_load=True)
         problems = incompatibilities(driver_cls, hooks.names())
@@ -93,15 +163,20 @@ def activate(conf):
 
 
 def deactivate():
-    """Restore stock nova in this process. Idempotent.
+    """Restore stock nova in this process, trap included. Idempotent.
 
     The option stays registered: removing it would break configuration
     fixtures still holding overrides for it.
     """
+    global _armed
     with _lock:
-        if not _originals:
+        _armed = False
+        if not _originals and _trapped_init is None:
             return
         from nova.virt.libvirt import driver as libvirt_driver
+
+        from nova_migration_net import objects
+        _clear_trap(libvirt_driver.LibvirtDriver)
         for name, original in _originals.items():
             setattr(libvirt_driver.LibvirtDriver, name, original)
         _originals.clear()
@@ -126,6 +201,7 @@ def incompatibilities(driver_cls, hook_names):
         if found != expected:
             problems.append('LibvirtDriver.%s(%s) instead of (%s)'
                             % (name, ', '.join(found), ', '.join(expected)))
+    from nova_migration_net import objects
     if 'target_connect_addr' not in objects.StockLibvirtLiveMigrateData.fields:
         problems.append('LibvirtLiveMigrateData has no target_connect_addr')
     return problems

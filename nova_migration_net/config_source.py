@@ -11,14 +11,14 @@
 # under the License.
 
 r"""
-nova-migration-net's ``oslo.config`` driver: opening it activates the plugin.
+nova-migration-net's ``oslo.config`` driver: how a nova service turns it on.
 
 nova has no extension point around the libvirt driver's live migration
 calls, so the plugin hooks in where every oslo service looks for extensions
 while it parses its configuration: the sources listed in ``[DEFAULT]
-config_source``. A nova service whose configuration names a group with
-``driver = nova_migration_net`` activates the plugin before it loads any
-virt driver::
+config_source``. A nova-compute whose configuration names a group with
+``driver = nova_migration_net`` activates the plugin when it loads its
+libvirt driver::
 
     [DEFAULT]
     config_source = migration_net
@@ -26,6 +26,18 @@ virt driver::
 
     [migration_net]
     driver = nova_migration_net
+
+Many programs parse the same ``nova.conf``, and oslo.config opens every
+source at each parse: nova 34's early parse of ``[DEFAULT]
+concurrency_backend`` (before it decides on eventlet monkey patching),
+privsep-helper, nova-manage, nova-status, oslo-config-generator and the
+other nova services. Opening the source therefore registers the plugin's
+options and nothing more: it imports no nova module, no eventlet and not
+even oslo.log (which imports ``oslo_context``, a module nova wants imported
+only after monkey patching). Only the process's own configuration,
+oslo.config's global ``cfg.CONF`` that nova's services parse, also arms
+activation (:func:`nova_migration_net.activation.arm`), which waits for nova
+to instantiate ``LibvirtDriver``.
 
 A host with these lines but without the package installed logs an oslo.config
 error ("could not load configuration from 'migration_net'") and runs stock
@@ -48,14 +60,19 @@ and the configuration files (``ConfigOpts._do_get``), so an explicit
 """
 
 import ipaddress
+# Not oslo_log: it imports oslo_context, which must not be imported before
+# nova's eventlet monkey patching. oslo.log's handlers take this logger's
+# records once the service has set logging up.
+import logging
 import socket
 
 import netaddr
 from oslo_config import cfg
 from oslo_config import sources
 from oslo_config import types
-from oslo_log import log as logging
 import psutil
+
+from nova_migration_net import conf as migration_net_conf
 
 LOG = logging.getLogger(__name__)
 
@@ -149,7 +166,7 @@ def list_opts():
 
 
 class MigrationNetDriver(sources.ConfigurationSourceDriver):
-    """Activates nova-migration-net in the process that opens it.
+    """Registers the plugin's options; arms activation in a nova service.
 
     Its group also holds ``migration_networks``: the networks from which a
     host without its own ``[DEFAULT] my_live_migration_ip`` takes that
@@ -160,11 +177,13 @@ class MigrationNetDriver(sources.ConfigurationSourceDriver):
         return source_opts
 
     def open_source_from_opt_group(self, conf, group_name: str):
-        # Imported on open, not on load: oslo.config loads every installed
-        # driver in every service, nova or not.
-        from nova_migration_net import activation
         conf.register_opts(source_opts, group=group_name)
-        activation.activate(conf)
+        migration_net_conf.register_opts(conf)
+        if conf is cfg.CONF:
+            # Imported on open, not on load: oslo.config loads every
+            # installed driver in every service, nova or not.
+            from nova_migration_net import activation
+            activation.arm()
         return MigrationNetSource(conf, group_name)
 
 

@@ -38,11 +38,13 @@ def requires_nova(release, why):
 
 
 class MigrationNetFixture(fixtures.Fixture):
-    """Activate the plugin the way a nova service does, and undo it.
+    """Activate the plugin the way nova-compute does, and undo it.
 
     The plugin's ``oslo.config.driver`` entry point is loaded with stevedore,
     as oslo.config does for ``[DEFAULT] config_source``, and its source is
-    opened against ``conf``.
+    opened against ``conf``; then the plugin activates as it does when
+    nova-compute instantiates its ``LibvirtDriver``, whether or not the test
+    instantiates one.
     """
 
     def __init__(self, conf=CONF, group='migration_net'):
@@ -53,15 +55,19 @@ class MigrationNetFixture(fixtures.Fixture):
     def _setUp(self):
         self.addCleanup(activation.deactivate)
         open_config_source(self.conf, self.group)
+        if not activation.activate():
+            raise RuntimeError('nova-migration-net refused to activate')
 
 
 def open_config_source(conf=CONF, group='migration_net'):
-    """Open the plugin's oslo.config source as oslo.config does."""
+    """Open the plugin's oslo.config source as oslo.config does.
+
+    On ``cfg.CONF`` this arms activation: the plugin activates when this
+    process next instantiates ``LibvirtDriver``.
+    """
     manager = stevedore.driver.DriverManager(
         'oslo.config.driver', 'nova_migration_net', invoke_on_load=True)
-    manager.driver.open_source_from_opt_group(conf, group)
-    if not activation.is_active():
-        raise RuntimeError('nova-migration-net refused to activate')
+    return manager.driver.open_source_from_opt_group(conf, group)
 
 
 def read_as_stock_nova(migrate_data):

@@ -19,6 +19,8 @@ import sys
 import textwrap
 
 from nova import test
+from nova.tests import fixtures as nova_fixtures
+from nova.virt import fake
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_config import cfg
 from oslo_config import generator
@@ -57,31 +59,71 @@ class TestActivation(test.NoDBTestCase):
         self.assertEqual('DEFAULT', group)
         self.assertEqual(['my_live_migration_ip'], [o.name for o in opts])
 
-    def test_opening_the_config_source_activates_and_cleanup_undoes(self):
+    def useLibvirtDriver(self):
+        """A LibvirtDriver as nova-compute's load_compute_driver makes it."""
+        if not getattr(self, 'fake_libvirt', None):
+            self.fake_libvirt = self.useFixture(nova_fixtures.LibvirtFixture())
+        return libvirt_driver.LibvirtDriver(fake.FakeVirtAPI(), False)
+
+    def test_opening_the_source_arms_and_the_driver_activates(self):
         originals = {name: getattr(libvirt_driver.LibvirtDriver, name)
-                     for name in HOOKED}
-        fixture = mn_fixtures.MigrationNetFixture()
-        fixture.setUp()
-        try:
-            self.assertTrue(activation.is_active())
-            self.assertEqual(HOOKED, hooked_methods())
-            self.assertTrue(plugin_registered())
-            for name in HOOKED:
-                self.assertIs(
-                    originals[name],
-                    getattr(libvirt_driver.LibvirtDriver, name).__wrapped__)
-        finally:
-            fixture.cleanUp()
+                     for name in HOOKED + ['__init__']}
+        self.addCleanup(activation.deactivate)
+        mn_fixtures.open_config_source()
+        # Opening hooks nothing: nova has not loaded its driver yet.
+        self.assertTrue(activation.is_armed())
+        self.assertFalse(activation.is_active())
+        self.assertEqual([], hooked_methods())
+        self.assertFalse(plugin_registered())
+        self.useLibvirtDriver()
+        self.assertTrue(activation.is_active())
+        self.assertEqual(HOOKED, hooked_methods())
+        self.assertTrue(plugin_registered())
+        # The trap is gone once it has fired.
+        self.assertIs(originals['__init__'],
+                      libvirt_driver.LibvirtDriver.__init__)
+        for name in HOOKED:
+            self.assertIs(
+                originals[name],
+                getattr(libvirt_driver.LibvirtDriver, name).__wrapped__)
+        self.assertEqual(
+            1, self.stdlog.logger.output.count('nova-migration-net is active'))
+        activation.deactivate()
         self.assertFalse(activation.is_active())
         self.assertFalse(plugin_registered())
-        for name in HOOKED:
-            self.assertIs(originals[name],
-                          getattr(libvirt_driver.LibvirtDriver, name))
+        for name, original in originals.items():
+            self.assertIs(original, getattr(libvirt_driver.LibvirtDriver,
+                                            name))
+
+    def test_deactivate_before_the_driver_loads_removes_the_trap(self):
+        init = libvirt_driver.LibvirtDriver.__init__
+        mn_fixtures.open_config_source()
+        self.assertIsNot(init, libvirt_driver.LibvirtDriver.__init__)
+        activation.deactivate()
+        self.assertFalse(activation.is_armed())
+        self.assertIs(init, libvirt_driver.LibvirtDriver.__init__)
+        self.useLibvirtDriver()
+        self.assertFalse(activation.is_active())
+
+    def test_a_configuration_of_its_own_only_gets_the_options(self):
+        # nova's early concurrency parse, privsep or a tool parse nova.conf
+        # in a ConfigOpts of their own: nothing is armed or hooked there.
+        init = libvirt_driver.LibvirtDriver.__init__
+        conf = cfg.ConfigOpts()
+        mn_fixtures.open_config_source(conf)
+        conf([])
+        self.assertIsNone(conf.my_live_migration_ip)
+        self.assertEqual([], conf.migration_net.migration_networks)
+        self.assertFalse(activation.is_armed())
+        self.assertIs(init, libvirt_driver.LibvirtDriver.__init__)
+        self.useLibvirtDriver()
+        self.assertFalse(activation.is_active())
 
     def test_activation_is_idempotent(self):
         self.useFixture(mn_fixtures.MigrationNetFixture())
         hooked = libvirt_driver.LibvirtDriver.live_migration
-        self.assertTrue(activation.activate(cfg.CONF))
+        self.assertTrue(activation.activate())
+        self.useLibvirtDriver()
         self.assertIs(hooked, libvirt_driver.LibvirtDriver.live_migration)
         classes = ovo_base.VersionedObjectRegistry.obj_classes()[
             'LibvirtLiveMigrateData']
@@ -90,7 +132,8 @@ class TestActivation(test.NoDBTestCase):
     def test_unknown_driver_signature_leaves_nova_stock(self):
         self.useFixture(mn_fixtures.UnknownNovaFixture())
         self.addCleanup(activation.deactivate)
-        self.assertFalse(activation.activate(cfg.CONF))
+        mn_fixtures.open_config_source()
+        self.useLibvirtDriver()
         self.assertFalse(activation.is_active())
         self.assertEqual([], hooked_methods())
         self.assertFalse(plugin_registered())
@@ -101,6 +144,9 @@ class TestActivation(test.NoDBTestCase):
         self.assertIn('LibvirtDriver.live_migration(self, context, instance, '
                       'dest, post_method, recover_method, block_migration, '
                       'migrate_data, new_argument) instead of', errors[0])
+        # A second driver does not try again.
+        self.useLibvirtDriver()
+        self.assertEqual(1, self.stdlog.logger.output.count('is NOT active'))
 
 
 NOVA_CONF = """\
@@ -112,8 +158,9 @@ my_live_migration_ip = 172.168.1.15
 driver = nova_migration_net
 """
 
-# Parses a nova.conf with nova's own parse_args, as nova-compute does, and
-# reports what the plugin did in that process.
+# Parses a nova.conf with nova's own parse_args, as nova-compute does, then
+# loads the libvirt driver (on nova's fake libvirt) as nova-compute's
+# load_compute_driver does, and reports what the plugin did at each step.
 PROBE = textwrap.dedent("""\
     import json, sys
     if sys.argv[2] == 'without-plugin':
@@ -125,18 +172,29 @@ PROBE = textwrap.dedent("""\
     from nova import config
     config.parse_args(['nova-compute', '--config-file', sys.argv[1]],
                       configure_db=False, init_rpc=False)
-    from nova.virt.libvirt import driver
     from oslo_config import cfg
-    hooked = sorted(name for name in ('init_host', 'live_migration',
-                                      'pre_live_migration',
-                                      '_live_migration_operation')
-                    if hasattr(getattr(driver.LibvirtDriver, name),
-                               '__wrapped__'))
-    option = cfg.CONF.my_live_migration_ip if (
-        'my_live_migration_ip' in cfg.CONF) else 'not registered'
-    print(json.dumps({'hooked': hooked, 'my_live_migration_ip': option,
-                      'plugin_imported': 'nova_migration_net' in
-                      sys.modules}))
+    report = {'driver_imported_by_parse':
+              'nova.virt.libvirt.driver' in sys.modules}
+    def hooked():
+        from nova.virt.libvirt import driver
+        return sorted(name for name in ('init_host', 'live_migration',
+                                        'pre_live_migration',
+                                        '_live_migration_operation')
+                      if hasattr(getattr(driver.LibvirtDriver, name),
+                                 '__wrapped__'))
+    report['hooked_on_import'] = hooked()
+    from nova.tests.fixtures import libvirt as fakelibvirt
+    sys.modules['libvirt'] = fakelibvirt
+    from nova.virt import driver as virt_driver
+    from nova.virt import fake
+    virt_driver.load_compute_driver(fake.FakeVirtAPI(),
+                                    'libvirt.LibvirtDriver')
+    report['hooked_on_load'] = hooked()
+    report['my_live_migration_ip'] = (
+        cfg.CONF.my_live_migration_ip if 'my_live_migration_ip' in cfg.CONF
+        else 'not registered')
+    report['plugin_imported'] = 'nova_migration_net' in sys.modules
+    print(json.dumps(report))
     """)
 
 
@@ -151,16 +209,19 @@ class TestActivationFromNovaConf(test.NoDBTestCase):
         self.assertEqual(0, result.returncode, result.stderr)
         return json.loads(result.stdout.splitlines()[-1]), result.stderr
 
-    def test_nova_conf_with_config_source_activates_the_plugin(self):
+    def test_nova_conf_activates_the_plugin_when_nova_loads_its_driver(self):
         report, _ = self.parse('with-plugin')
         self.assertEqual(
-            {'hooked': HOOKED, 'my_live_migration_ip': '172.168.1.15',
+            {'driver_imported_by_parse': False, 'hooked_on_import': [],
+             'hooked_on_load': HOOKED,
+             'my_live_migration_ip': '172.168.1.15',
              'plugin_imported': True}, report)
 
     def test_same_nova_conf_without_the_plugin_runs_stock(self):
         report, stderr = self.parse('without-plugin')
         self.assertEqual(
-            {'hooked': [], 'my_live_migration_ip': 'not registered',
+            {'driver_imported_by_parse': False, 'hooked_on_import': [],
+             'hooked_on_load': [], 'my_live_migration_ip': 'not registered',
              'plugin_imported': False}, report)
         self.assertIn("could not load configuration from 'migration_net'",
                       stderr)
