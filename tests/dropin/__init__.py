@@ -45,6 +45,7 @@ import unittest
 from nova.objects import base as nova_base
 import nova.tests.functional.libvirt
 
+from tests.dropin import cell_lock
 from tests import fixtures as mn_fixtures
 from tests import watchdog
 
@@ -177,6 +178,9 @@ def _not_stock(primitive):
 def load_tests(loader, standard_tests, pattern):
     mn_fixtures.open_config_source()
     check_stock_wire()
+    # nova's test database lock can deadlock its live-migration tests; see
+    # cell_lock.
+    cell_lock.use_in_nova_fixtures()
     tests = select(loader)
     suite = watchdog.WatchedSuite(tests)
     if len(tests) != EXPECTED_TESTS:
