@@ -33,24 +33,46 @@ pending writer, and the test's cleanup waits for the live-migration thread
 ``_run_periodics`` -> ``update_available_resource`` -> ``result()``, the
 pool thread in ``_wrap_get_context_manager`` -> ``read_lock``).
 
-:class:`ReaderPreferringLock` lets a reader in whenever no writer holds the
-lock, and takes a writer whose wait was interrupted off the queue. The
-writer still excludes every reader while it holds the lock, which is all the
-fixture relies on.
+:class:`DeadlockFreeLock` keeps the stock lock's order (a waiting writer
+goes before new readers) except where that order can deadlock: a reader
+that has waited :data:`GRACE` seconds behind a pending writer while other
+readers hold the lock gets in, since one of those readers may be waiting
+for it. It also takes a writer whose wait was interrupted off the queue. A
+writer still excludes every reader while it holds the lock, which is all
+the fixture relies on.
 """
 
 import importlib
+import time
 
 # The module, not the package's name "nova" that its star import rebinds.
 nova_fixtures = importlib.import_module('nova.tests.fixtures.nova')
 
 
-class ReaderPreferringLock(nova_fixtures.ReaderWriterLock):
-    """nova's fixture lock, preferring readers; cannot leak a writer."""
+# Seconds a reader waits behind a pending writer, while other readers hold
+# the lock, before it goes in.
+GRACE = 1.0
+
+
+class DeadlockFreeLock(nova_fixtures.ReaderWriterLock):
+    """nova's fixture lock, without its nested-reader deadlock."""
 
     def _acquire_read_lock(self, me):
+        deadline = None
         with self._cond:
-            while self._writer is not None and self._writer != me:
+            while True:
+                if self._writer is None or self._writer == me:
+                    if (me in self._readers or self._writer == me or
+                            not self._pending_writers):
+                        break
+                    if self._readers:
+                        now = time.monotonic()
+                        if deadline is None:
+                            deadline = now + GRACE
+                        if now >= deadline:
+                            break
+                        self._cond.wait(deadline - now)
+                        continue
                 self._cond.wait()
             self._readers[me] = self._readers.get(me, 0) + 1
 
@@ -67,4 +89,4 @@ class ReaderPreferringLock(nova_fixtures.ReaderWriterLock):
 
 def use_in_nova_fixtures():
     """Make nova's ``CellDatabases`` fixture build this lock."""
-    nova_fixtures.ReaderWriterLock = ReaderPreferringLock
+    nova_fixtures.ReaderWriterLock = DeadlockFreeLock

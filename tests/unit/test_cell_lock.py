@@ -21,16 +21,17 @@ import testtools
 from tests.dropin import cell_lock
 
 nova_fixtures = cell_lock.nova_fixtures
-WAIT = 2
+WAIT = 3 * cell_lock.GRACE
 
 
 def nested_read_with_pending_writer(lock):
-    """The drop-in hang's pattern: True if the nested reader got in.
+    """The drop-in hang's pattern: how long the nested reader waited.
 
     A reader holds the lock and waits for a second thread that needs a read
     lock too (``_run_periodics`` and nova 34's ``update_available_resource``),
     while a third thread waits for the write lock (the test polling the API).
-    The holder gives up after WAIT seconds, so the stock lock's deadlock ends.
+    The holder gives up after WAIT seconds, so the stock lock's deadlock
+    ends; None if the nested reader did not get in by then.
     """
     holding = threading.Event()
     nested_in = threading.Event()
@@ -47,8 +48,10 @@ def nested_read_with_pending_writer(lock):
             while not lock.has_pending_writers:
                 assert time.monotonic() < deadline, 'no writer came'
                 time.sleep(0.01)
+            start = time.monotonic()
             threading.Thread(target=nested).start()
-            got_in.append(nested_in.wait(WAIT))
+            if nested_in.wait(WAIT):
+                got_in.append(time.monotonic() - start)
 
     def writer():
         holding.wait(WAIT)
@@ -61,22 +64,26 @@ def nested_read_with_pending_writer(lock):
         thread.start()
     for thread in threads:
         thread.join(3 * WAIT)
-    return got_in == [True]
+    return got_in[0] if got_in else None
 
 
-class TestReaderPreferringLock(testtools.TestCase):
+class TestDeadlockFreeLock(testtools.TestCase):
 
     def test_stock_fixture_lock_blocks_a_nested_reader_behind_a_writer(self):
         # Why the drop-in replaces it: this is the deadlock.
-        self.assertFalse(nested_read_with_pending_writer(
+        self.assertIsNone(nested_read_with_pending_writer(
             nova_fixtures.ReaderWriterLock()))
 
-    def test_nested_reader_gets_in_while_a_writer_waits(self):
-        self.assertTrue(nested_read_with_pending_writer(
-            cell_lock.ReaderPreferringLock()))
+    def test_nested_reader_gets_in_after_its_grace_while_a_writer_waits(self):
+        waited = nested_read_with_pending_writer(cell_lock.DeadlockFreeLock())
+
+        self.assertIsNotNone(waited)
+        # The writer keeps its turn for the grace period, as in the stock
+        # lock.
+        self.assertGreaterEqual(waited, cell_lock.GRACE)
 
     def test_writer_excludes_readers_while_it_holds_the_lock(self):
-        lock = cell_lock.ReaderPreferringLock()
+        lock = cell_lock.DeadlockFreeLock()
         read = threading.Event()
 
         def reader():
@@ -89,7 +96,7 @@ class TestReaderPreferringLock(testtools.TestCase):
         self.assertTrue(read.wait(WAIT))
 
     def test_interrupted_writer_does_not_stay_queued(self):
-        lock = cell_lock.ReaderPreferringLock()
+        lock = cell_lock.DeadlockFreeLock()
         release = threading.Event()
         holding = threading.Event()
 
@@ -115,4 +122,4 @@ class TestReaderPreferringLock(testtools.TestCase):
                         nova_fixtures.ReaderWriterLock)
         cell_lock.use_in_nova_fixtures()
         self.assertIsInstance(nova_fixtures.CellDatabases()._cell_lock,
-                              cell_lock.ReaderPreferringLock)
+                              cell_lock.DeadlockFreeLock)
