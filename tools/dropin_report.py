@@ -13,13 +13,16 @@
 """Report and check the drop-in tier's last stestr run.
 
 Prints how many of nova's own live-migration tests ran and passed with the
-plugin active, and exits non-zero unless exactly the expected selection ran
-and every test in it passed. Run after ``stestr --test-path=./tests/dropin
-run`` (``tox -e dropin`` does both).
+plugin active, in which concurrency mode, and exits non-zero unless exactly
+the expected selection ran, every test in it passed, and no worker recorded
+a non-stock object on the wire (:func:`tests.dropin.wire_violations`). Run
+after the tier's stestr runs (``tox -e dropin`` and ``tox -e
+dropin-threading`` do both).
 """
 
 import collections
 import io
+import os
 import subprocess
 import sys
 
@@ -42,6 +45,14 @@ def last_run():
     return statuses
 
 
+def mode():
+    """The concurrency mode, as nova's tests select it."""
+    if os.environ.get('OS_NOVA_DISABLE_EVENTLET_PATCHING', '').lower() in (
+            '1', 'true', 'yes'):
+        return 'threading'
+    return 'eventlet'
+
+
 def main():
     statuses = last_run()
     nova_tests = {test_id: status for test_id, status in statuses.items()
@@ -52,14 +63,18 @@ def main():
                                 if status == 'success')
     passed = by_status['success']
     print("nova's own %d live-migration tests pass with the plugin active "
-          "(%d unit, %d functional; expected %d)"
-          % (passed, tiers['unit'], tiers['functional'],
+          "in %s mode (%d unit, %d functional; expected %d)"
+          % (passed, mode(), tiers['unit'], tiers['functional'],
              dropin.EXPECTED_TESTS))
     problems = {test_id: status for test_id, status in statuses.items()
                 if status != 'success'}
     for test_id, status in sorted(problems.items()):
         print('  %s: %s' % (status, test_id))
-    if problems or len(nova_tests) != dropin.EXPECTED_TESTS:
+    violations = dropin.wire_violations()
+    for path, text in violations.items():
+        print('  non-stock object on the wire with the option unset '
+              '(%s):\n%s' % (path, text))
+    if violations or problems or len(nova_tests) != dropin.EXPECTED_TESTS:
         print('FAILED: %d ran, %d passed, %d expected'
               % (len(nova_tests), passed, dropin.EXPECTED_TESTS))
         return 1

@@ -12,3 +12,7 @@
 
 """Tests in nova's in-process cloud (API, conductor, scheduler, computes on
 fake libvirt, placement)."""
+
+from tests import watchdog
+
+load_tests = watchdog.load_tests(__name__)

@@ -14,3 +14,7 @@
 
 Not part of the default run; ``tox -e hypervisor`` runs it, as root.
 """
+
+from tests import watchdog
+
+load_tests = watchdog.load_tests(__name__)

@@ -11,3 +11,7 @@
 # under the License.
 
 """Tests that need nothing but nova installed."""
+
+from tests import watchdog
+
+load_tests = watchdog.load_tests(__name__)
