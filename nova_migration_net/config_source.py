@@ -39,9 +39,11 @@ oslo.config's global ``cfg.CONF`` that nova's services parse, also arms
 activation (:func:`nova_migration_net.activation.arm`), which waits for nova
 to instantiate ``LibvirtDriver``.
 
-A host with these lines but without the package installed logs an oslo.config
-error ("could not load configuration from 'migration_net'") and runs stock
-nova.
+A host with these lines but without the package installed gets an
+oslo.config error ("could not load configuration from 'migration_net'"), and
+nova 34 services that log their options at start-up (nova-compute in
+threading mode, nova-api) stop on the group's unknown ``driver``: install the
+package before adding the lines.
 
 The source also gives ``[DEFAULT] my_live_migration_ip`` to hosts whose
 files do not set it, from an ordered list of networks, so that every compute

@@ -168,8 +168,8 @@ NOVA_COMPUTE = INSTALLED_OR_NOT + textwrap.dedent("""\
     """)
 
 
-class TestNovaComputeStartsWithThePlugin(testtools.TestCase):
-    """nova-compute 34 gets past its start-up with the plugin configured."""
+class NovaComputeTestCase(testtools.TestCase):
+    """Starts nova-compute's console script in a subprocess."""
 
     def start(self, mode, installed=True):
         """nova-compute with the plugin's lines in its nova.conf.
@@ -225,6 +225,10 @@ class TestNovaComputeStartsWithThePlugin(testtools.TestCase):
         return sorted(too_early(line) for line in output.splitlines()
                       if any(sign in line for sign in TOO_EARLY))
 
+
+class TestNovaComputeStartsWithThePlugin(NovaComputeTestCase):
+    """nova-compute 34 gets past its start-up with the plugin configured."""
+
     @NOVA_34
     def test_threading_mode_nova_compute_starts(self):
         # nova 34's default for nova-compute; the plugin once made it exit
@@ -240,6 +244,24 @@ class TestNovaComputeStartsWithThePlugin(testtools.TestCase):
         # and nova says so, with or without the plugin.
         self.assertEqual(self.started('eventlet', installed=False),
                          self.started('eventlet'))
+
+
+class TestLinesWithoutThePackage(NovaComputeTestCase):
+    """The plugin's nova.conf lines on a host without the package."""
+
+    @NOVA_34
+    def test_threading_mode_nova_compute_refuses_to_start(self):
+        # In threading mode nova-compute 34 logs its options before it
+        # starts, and oslo.config refuses the group's driver then: the
+        # lines must come after the package, and go before it.
+        conf, process, stderr = self.start('threading', installed=False)
+        self.assertNotEqual(0, process.wait(timeout=120))
+        self.assertIn(
+            "CRITICAL nova [-] Unhandled error: oslo_config.cfg."
+            "ConfigFileValueError: Value for option driver from "
+            "LocationInfo(location=<Locations.user: (4, True)>, detail='%s') "
+            "is not valid: Valid values are [" % conf.path, conf.log())
+        self.assertIn("but found 'nova_migration_net'", conf.log())
 
 
 # Runs nova's early concurrency parse (nova/monkey_patch.py) as
