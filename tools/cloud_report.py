@@ -47,21 +47,22 @@ def main():
         print('cloud tier skipped: %s' % reason)
         return 0
     results, missing = test_planes.read_results(
-        test_live_migration.RESULTS, test_live_migration.TestLiveMigration)
+        test_live_migration.RESULTS, test_live_migration.migration_cases())
     if missing:
         print('error: no result for %s' % ', '.join(sorted(missing)),
               file=sys.stderr)
         return 1
     print('Cloud up in %.0f s.' % results[0]['cloud_up_seconds'])
-    print('| case | source compute | destination compute | seconds '
-          '| management link | migration link |')
-    print('|---|---|---|---|---|---|')
+    print('| case | source compute | destination compute | migration s '
+          '| case s | management link | migration link | memory |')
+    print('|---|---|---|---|---|---|---|---|')
     for r in results:
-        print('| %s | %s | %s | %.1f | %s | %s |' % (
+        print('| %s | %s | %s | %.1f | %.0f | %s | %s | %d MiB |' % (
             test_planes.case_title(r), compute(r['source']),
-            compute(r['destination']), r['seconds'],
+            compute(r['destination']), r['seconds'], r['case_seconds'],
             test_planes.bytes_cell(r['bytes'], testbed.MGMT_IF),
-            test_planes.bytes_cell(r['bytes'], testbed.MIGR_IF)))
+            test_planes.bytes_cell(r['bytes'], testbed.MIGR_IF),
+            r['memory_mib']))
     return 0
 
 

@@ -33,7 +33,8 @@ def main():
         print('hypervisor tier skipped: %s' % reason)
         return 0
     results, missing = test_planes.read_results(
-        test_planes.RESULTS, test_planes.TestMigrationPlanes)
+        test_planes.RESULTS,
+        test_planes.test_names(test_planes.TestMigrationPlanes))
     if missing:
         print('error: no result for %s' % ', '.join(sorted(missing)),
               file=sys.stderr)

@@ -135,6 +135,12 @@ class Cloud(fixtures.Fixture):
         return ['nsenter', '-t', str(self.host_pid(host)), '-n', '-m', '-u',
                 '--']
 
+    def outside(self):
+        """The command prefix that runs a command in the network
+        namespace this process started in (pip needs the package index).
+        """
+        return ['nsenter', '--net=' + self._own_netns, '--']
+
     def record_pid(self, name, pid):
         with open(os.path.join(self.pid_dir, name), 'w') as f:
             f.write('%d\n' % pid)
@@ -161,10 +167,10 @@ class Cloud(fixtures.Fixture):
         self.testbed = self.useFixture(testbed.Testbed(
             work_dir=os.path.join(self.work_dir, 'tb'),
             netns_prefix=self.netns_prefix))
-        own_netns = '/proc/thread-self/ns/net'
-        restore = os.open(own_netns, os.O_RDONLY)
+        restore = os.open('/proc/thread-self/ns/net', os.O_RDONLY)
+        self._own_netns = '/proc/%d/fd/%d' % (os.getpid(), restore)
         self.addCleanup(os.close, restore)
-        self.addCleanup(_setns, '/proc/self/fd/%d' % restore)
+        self.addCleanup(_setns, self._own_netns)
         _setns('/run/netns/' + self.controller.netns)
 
         self.mysql = mysql.MySQL(self)
@@ -184,15 +190,12 @@ class Cloud(fixtures.Fixture):
         for name, spec in self.specs.items():
             self.computes[name].spec = spec
         for service in self.services:
+            service.install()
             service.configure()
         for service in (self.mysql, self.rabbitmq, self.keystone,
                         self.placement, self.glance, self.neutron,
-                        self.nova):
+                        self.nova, *self.computes.values()):
             service.init()
-            service.start()
-        for service in self.computes.values():
-            service.install()
-            service._configure_spec()
             service.start()
         for service in self.computes.values():
             service.wait_up()
@@ -213,6 +216,7 @@ class Cloud(fixtures.Fixture):
             'region_name': keystone.REGION,
             'interface': 'public',
             'api_timeout': 60,
+            'connect_retries': 3,
         }}}
         with open(self.clouds_yaml, 'w') as f:
             yaml.safe_dump(clouds, f)
@@ -240,12 +244,29 @@ class Cloud(fixtures.Fixture):
         """A wheel of this checkout's plugin, built once per cloud."""
         if self._wheel is None:
             out = os.path.join(self.work_dir, 'wheels')
-            base.run([os.path.join(self.venvs['controller'], 'bin', 'pip'),
-                      'wheel', '-q', '--no-deps', '-w', out, install.REPO],
-                     timeout=install.PIP_TIMEOUT)
+            base.run(self.outside() + [
+                os.path.join(self.venvs['controller'], 'bin', 'pip'),
+                'wheel', '-q', '--no-deps', '-w', out, install.REPO],
+                timeout=install.PIP_TIMEOUT)
             self._wheel = os.path.join(out, [
                 f for f in os.listdir(out) if f.endswith('.whl')][0])
         return self._wheel
+
+    def memory_mib(self):
+        """The resident memory of every process on the two hosts (the
+        services, libvirtd, QEMU), in MiB.
+        """
+        total = 0
+        for host in self.testbed.hosts:
+            for pid in testbed._netns_pids(host.netns):
+                try:
+                    with open('/proc/%d/status' % pid) as f:
+                        for line in f:
+                            if line.startswith('VmRSS:'):
+                                total += int(line.split()[1])
+                except OSError:
+                    pass
+        return total // 1024
 
     def log_tails(self, lines=30):
         """The end of every service's logs, for a failed test's output."""

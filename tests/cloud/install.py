@@ -17,11 +17,13 @@ Debian, installed only when a command is missing, with no service started
 (see :func:`tests.hypervisor.testbed.install_packages`). The services come
 from PyPI into venvs, every package held to ``upper-constraints.txt``:
 
-- ``controller``: keystone, placement, glance, neutron-server, nova's API,
-  conductor and scheduler, gunicorn and the MySQL driver;
-- ``compute-a`` and ``compute-b``: nova and libvirt-python, one venv per
-  host so that the plugin can be installed on one compute and not the
-  other, as in a rolling upgrade.
+- ``controller``: keystone, placement, glance, neutron-server, gunicorn
+  and the MySQL driver;
+- ``compute-a`` and ``compute-b``: each host's nova, with libvirt-python,
+  gunicorn and the MySQL driver: one venv per host, so that the plugin can
+  be installed on one host and not the other, as in a rolling upgrade.
+  compute-a's also runs nova's API, conductor and scheduler: an
+  all-in-one controller has one nova, plugin and all.
 
 The venvs live in a cache directory keyed by a hash of the constraints and
 of the package lists, so a second run reuses them; a venv whose install did
@@ -60,7 +62,7 @@ CONTROLLER = ('nova', 'openstack-placement', 'glance', 'neutron',
               'keystone', 'gunicorn', 'PyMySQL')
 # compute-a's nova.conf is the controller's too, database included; nova's
 # start-up checks then reach the database from nova-compute as well.
-COMPUTE = ('nova', 'libvirt-python', 'PyMySQL')
+COMPUTE = ('nova', 'libvirt-python', 'gunicorn', 'PyMySQL')
 VENVS = {'controller': CONTROLLER, 'compute-a': COMPUTE,
          'compute-b': COMPUTE}
 
@@ -82,7 +84,9 @@ def _pip(venv, *args):
     proc = subprocess.run(
         [os.path.join(venv, 'bin', 'pip'), '--disable-pip-version-check',
          '-q'] + list(args), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=PIP_TIMEOUT)
+        stderr=subprocess.STDOUT, text=True, timeout=PIP_TIMEOUT,
+        env={'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+             'HOME': os.environ.get('HOME', '/root')})
     if proc.returncode:
         raise RuntimeError('pip %s in %s exited %d:\n%s'
                            % (' '.join(args), venv, proc.returncode,

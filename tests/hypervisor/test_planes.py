@@ -103,11 +103,15 @@ def append_result(path, result):
         json.dump(results, f, indent=1)
 
 
-def read_results(path, test_class):
-    """The results in ``path`` in the order ``test_class``'s tests are
-    written, and the names of its tests that have none.
+def test_names(test_class):
+    """``test_class``'s tests, in the order they are written."""
+    return [name for name in vars(test_class) if name.startswith('test_')]
+
+
+def read_results(path, cases):
+    """The results in ``path`` in the order of ``cases`` (test names), and
+    the names in ``cases`` that have none.
     """
-    cases = [name for name in vars(test_class) if name.startswith('test_')]
     try:
         with open(path) as f:
             results = json.load(f)

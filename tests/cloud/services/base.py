@@ -87,7 +87,13 @@ def iniget(path, section, option):
 
 
 def run(cmd, timeout=COMMAND_TIMEOUT, **kwargs):
-    """Run ``cmd`` and return its output; raise with it when it fails."""
+    """Run ``cmd`` and return its output; raise with it when it fails.
+
+    In :data:`BASE_ENV` unless ``env`` is given: the test runner's
+    ``PYTHONPATH`` (this checkout) would show a venv's pip the plugin's
+    egg-info as an installed plugin.
+    """
+    kwargs.setdefault('env', dict(BASE_ENV))
     proc = subprocess.run(cmd, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True,
                           timeout=timeout, **kwargs)
@@ -281,6 +287,9 @@ class Service:
         argv = [self.bin('gunicorn'), '--workers', '1', '--threads', '4',
                 '--bind', '%s:%d' % (self.cloud.controller_ip, self.port),
                 '--timeout', '300', '--graceful-timeout', '5',
+                # Longer than clients keep idle connections: else a request
+                # meets a connection gunicorn is closing.
+                '--keep-alive', '75',
                 '--name', name, '--no-control-socket',
                 '--access-logfile', os.path.join(log, name + '-access.log'),
                 '--chdir', shim_dir, 'argv_wsgi:application']
@@ -293,7 +302,7 @@ class Service:
     def manage(self, *argv, host=None, timeout=COMMAND_TIMEOUT):
         """Run a one-off command (db sync) in a host's namespaces."""
         return run(self.cloud.nsenter(host or self.cloud.controller)
-                   + list(argv), timeout=timeout, env=dict(BASE_ENV))
+                   + list(argv), timeout=timeout)
 
     def authtoken(self, path, user=None):
         """keystonemiddleware's ``[keystone_authtoken]`` in ``path``:

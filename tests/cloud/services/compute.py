@@ -50,6 +50,10 @@ Spec.__doc__ = """How a nova-compute runs.
 
 STOCK = Spec()
 
+# What an operator adds to nova.conf for the plugin, as (section, option).
+PLUGIN_LINES = (('DEFAULT', 'config_source'), ('migration_net', 'driver'),
+                ('DEFAULT', 'my_live_migration_ip'))
+
 
 class Compute(base.Service):
 
@@ -77,16 +81,16 @@ class Compute(base.Service):
         proc = base.subprocess.run(
             [self.bin('pip', self.venv), 'show', '-q', PLUGIN],
             stdout=base.subprocess.DEVNULL, stderr=base.subprocess.DEVNULL,
-            timeout=60)
+            timeout=60, env=dict(base.BASE_ENV))
         return proc.returncode == 0
 
     def install(self):
         """Install or remove the plugin with pip, as ``spec`` says."""
         if self.spec.plugin and not self.plugin_installed():
-            base.run([self.bin('pip', self.venv), 'install', '-q',
-                      '--disable-pip-version-check', '-c',
-                      install.CONSTRAINTS, self.cloud.plugin_wheel()],
-                     timeout=install.PIP_TIMEOUT)
+            base.run(self.cloud.outside() + [
+                self.bin('pip', self.venv), 'install', '-q',
+                '--disable-pip-version-check', '-c', install.CONSTRAINTS,
+                self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
         elif not self.spec.plugin and self.plugin_installed():
             base.run([self.bin('pip', self.venv), 'uninstall', '-q', '-y',
                       PLUGIN])

@@ -12,10 +12,11 @@
 
 """nova's control plane: nova-api, nova-conductor, nova-scheduler.
 
-They run on compute-a, from the controller venv, with compute-a's own
+They run on compute-a, from compute-a's nova venv, with compute-a's own
 ``nova.conf`` (an all-in-one controller, as devstack's first node): that
 file also carries what :mod:`tests.cloud.services.compute` writes for the
-compute, the plugin's lines included when the compute runs the plugin.
+compute, and the venv has the plugin whenever that compute runs it, so
+these services start with the plugin's lines and the plugin installed.
 nova-api runs under gunicorn; conductor and scheduler are their console
 scripts. Each logs to ``<work dir>/logs/nova-<service>.log``.
 """
@@ -59,6 +60,10 @@ class Nova(base.Service):
     def conf(self):
         return self.cloud.computes[self.cloud.controller.name].conf
 
+    def bin(self, command):
+        return super().bin(
+            command, self.cloud.computes[self.cloud.controller.name].venv)
+
     def configure(self):
         """The controller's options, in compute-a's ``nova.conf``."""
         os.makedirs(self.etc)
@@ -66,8 +71,8 @@ class Nova(base.Service):
         mysql = self.cloud.mysql
         configure_common(self.cloud, c, self.cloud.controller)
         self.paste = os.path.join(self.etc, 'api-paste.ini')
-        shutil.copy(os.path.join(self.cloud.venvs['controller'], 'etc',
-                                 'nova', 'api-paste.ini'), self.paste)
+        shutil.copy(os.path.join(self.cloud.venvs[self.cloud.controller.name],
+                                 'etc', 'nova', 'api-paste.ini'), self.paste)
         base.iniset(c, 'wsgi', 'api_paste_config', self.paste)
         base.iniset(c, 'api_database', 'connection', mysql.url('nova_api'))
         base.iniset(c, 'database', 'connection', mysql.url('nova'))
