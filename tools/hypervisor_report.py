@@ -17,7 +17,6 @@ tier must have run, a missing or short result file is an error, so a skip
 cannot pass for a proof.
 """
 
-import json
 import os
 import sys
 
@@ -33,15 +32,9 @@ def main():
     if os.geteuid() != 0:
         print('hypervisor tier skipped: %s' % reason)
         return 0
-    # In the order the tests are written.
-    cases = [name for name in vars(test_planes.TestMigrationPlanes)
-             if name.startswith('test_')]
-    try:
-        with open(test_planes.RESULTS) as f:
-            results = json.load(f)
-    except FileNotFoundError:
-        results = []
-    missing = set(cases) - {r['case'] for r in results}
+    results, missing = test_planes.read_results(
+        test_planes.RESULTS,
+        test_planes.test_names(test_planes.TestMigrationPlanes))
     if missing:
         print('error: no result for %s' % ', '.join(sorted(missing)),
               file=sys.stderr)
@@ -49,18 +42,13 @@ def main():
     print('| case | libvirt connection | `migrate_uri` | `tls.destination` '
           '| outcome | management link | migration link |')
     print('|---|---|---|---|---|---|---|')
-    for r in sorted(results, key=lambda r: cases.index(r['case'])):
-
-        def cell(ifname):
-            return '%s B (%.2f%%)' % (format(r['bytes'][ifname], ','),
-                                      100 * test_planes.share(r['bytes'],
-                                                              ifname))
-
+    for r in results:
         print('| %s | `%s` | %s | %s | %s | %s | %s |' % (
             test_planes.case_title(r), r['uri'],
             '`%s`' % r['migrate_uri'] if r['migrate_uri'] else '-',
             r['tls.destination'] or '-', r['outcome'],
-            cell(testbed.MGMT_IF), cell(testbed.MIGR_IF)))
+            test_planes.bytes_cell(r['bytes'], testbed.MGMT_IF),
+            test_planes.bytes_cell(r['bytes'], testbed.MIGR_IF)))
     return 0
 
 

@@ -2,7 +2,9 @@
  * The testbed's guest: a multiboot kernel that fills guest RAM from 2 MiB
  * up to MEMTOP with xorshift32 noise (so QEMU cannot send zero pages
  * cheaply), then checksums that memory over and over, writing each result
- * as "C<8 hex digits>\n" to QEMU's debug console (port 0xe9).
+ * as "C<8 hex digits>\n" to QEMU's debug console (port 0xe9) and to the
+ * first serial port (0x3f8, which nova's guests log to console.log and
+ * nova's API reads back as the console output).
  *
  * The memory is never written again, so every checksum is the same; a
  * checksum the guest computes after a live migration, on the destination,
@@ -16,6 +18,14 @@
     .long 0x1BADB002            /* multiboot magic */
     .long 0x0                   /* flags */
     .long -(0x1BADB002)         /* checksum */
+
+/* One character, %al, to the debug console and the serial port. */
+    .macro putc
+    mov $0xe9, %dx
+    out %al, %dx
+    mov $0x3f8, %dx
+    out %al, %dx
+    .endm
 
     .globl _start
 _start:
@@ -48,9 +58,8 @@ sum:
     cmp $MEMTOP, %edi
     jb sum
 
-    mov $0xe9, %dx
     mov $'C', %al
-    out %al, %dx
+    putc
     mov $8, %ecx
 hex:
     rol $4, %ebx
@@ -61,10 +70,10 @@ hex:
     jbe digit
     add $('a' - '0' - 10), %al
 digit:
-    out %al, %dx
+    putc
     loop hex
     mov $'\n', %al
-    out %al, %dx
+    putc
 
     test %ebp, %ebp
     jz checksum                 /* PASSES=0: forever */

@@ -86,6 +86,41 @@ def share(moved, ifname):
     return moved[ifname] / (sum(moved.values()) or 1)
 
 
+def bytes_cell(moved, ifname):
+    """``moved[ifname]`` with its share, for a Markdown table."""
+    return '%s B (%.2f%%)' % (format(moved[ifname], ','),
+                              100 * share(moved, ifname))
+
+
+def append_result(path, result):
+    """Add ``result`` to the JSON list of results in ``path``."""
+    results = []
+    if os.path.exists(path):
+        with open(path) as f:
+            results = json.load(f)
+    results.append(result)
+    with open(path, 'w') as f:
+        json.dump(results, f, indent=1)
+
+
+def test_names(test_class):
+    """``test_class``'s tests, in the order they are written."""
+    return [name for name in vars(test_class) if name.startswith('test_')]
+
+
+def read_results(path, cases):
+    """The results in ``path`` in the order of ``cases`` (test names), and
+    the names in ``cases`` that have none.
+    """
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except FileNotFoundError:
+        results = []
+    missing = set(cases) - {r['case'] for r in results}
+    return sorted(results, key=lambda r: cases.index(r['case'])), missing
+
+
 def case_title(result):
     """A recorded result's test name, as words."""
     return result['case'][len('test_'):].replace('_', ' ')
@@ -232,13 +267,7 @@ class TestMigrationPlanes(cloud.LiveMigrationCloud):
             'expected': expected,
             'bytes': moved,
         }
-        results = []
-        if os.path.exists(RESULTS):
-            with open(RESULTS) as f:
-                results = json.load(f)
-        results.append(result)
-        with open(RESULTS, 'w') as f:
-            json.dump(results, f, indent=1)
+        append_result(RESULTS, result)
 
     def check_plane(self, expected_link, block=False,
                     **start_computes_kwargs):

@@ -155,8 +155,8 @@ class Unavailable(Exception):
     """The testbed cannot run on this machine; the message says why."""
 
 
-def missing_commands():
-    return [c for c in COMMANDS
+def missing_commands(commands=COMMANDS):
+    return [c for c in commands
             if shutil.which(c, path='/usr/sbin:/usr/bin:/sbin:/bin') is None]
 
 
@@ -172,14 +172,15 @@ def why_unavailable():
     return None
 
 
-def install_packages():
-    """Install the Debian packages the testbed needs, if any is missing.
+def install_packages(packages=DEBIAN_PACKAGES, commands=COMMANDS):
+    """Install Debian ``packages`` if any of ``commands`` is missing.
 
-    No service is started: a policy-rc.d denying it is in place for the
-    install only (there is no systemd here; the testbed starts its own
-    libvirtd per host).
+    By default what the testbed needs. No service is started: a
+    policy-rc.d denying it is in place for the install only (there is no
+    systemd here; the testbed starts its own libvirtd per host, and the
+    cloud tier its own database and message queue).
     """
-    if not missing_commands():
+    if not missing_commands(commands):
         return
     if os.geteuid() != 0:
         raise Unavailable(why_unavailable())
@@ -193,7 +194,7 @@ def install_packages():
         env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
         _run(['apt-get', 'update', '-q'], env=env)
         _run(['apt-get', 'install', '-y', '-q', '--no-install-recommends']
-             + list(DEBIAN_PACKAGES), env=env)
+             + list(packages), env=env)
     finally:
         if ours:
             os.unlink(policy)
@@ -219,10 +220,13 @@ def netns_exec(host, *cmd):
 
 
 def _netns_pids(netns):
+    """The processes in ``netns``, but never this one (the cloud tier's
+    test process joins a host's network namespace).
+    """
     out = subprocess.run(['ip', 'netns', 'pids', netns],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          text=True).stdout
-    return [int(p) for p in out.split()]
+    return [int(p) for p in out.split() if int(p) != os.getpid()]
 
 
 def _kill(pids, timeout=10):
@@ -526,11 +530,9 @@ class Testbed(fixtures.Fixture):
         """The checksums the guest wrote while it ran on ``host``."""
         try:
             with open(self.image_path(host, name + '.debugcon')) as f:
-                text = f.read()
+                return parse_checksums(f.read())
         except FileNotFoundError:
             return []
-        return [line[1:] for line in text.split('\n')[:-1]
-                if line.startswith('C')]
 
     def wait_for_checksums(self, host, name, count=1, timeout=120):
         """Wait until the guest wrote ``count`` checksums on ``host``."""
@@ -543,6 +545,15 @@ class Testbed(fixtures.Fixture):
         raise AssertionError('guest %s wrote %d of %d checksums on %s in '
                              '%ds' % (name, len(self.checksums(host, name)),
                                       count, host.name, timeout))
+
+
+def parse_checksums(text):
+    """The checksums in the noise guest's output ``text``, in order.
+
+    Only whole lines count: the guest may be writing the last one.
+    """
+    return [line[1:] for line in text.split('\n')[:-1]
+            if line.startswith('C') and len(line) == 9]
 
 
 def _make_pki(work_dir, hostnames):

@@ -1,0 +1,95 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Images and guests: the hypervisor tier's noise guest, booted by nova.
+
+The guest kernel is ``noise_guest.S`` as the testbed builds it, uploaded
+to glance as an ``aki`` image; a small random raw disk goes up as the
+``ami`` whose ``kernel_id`` it is (nova boots it directly, no
+bootloader). The flavor has 128 MB and one vCPU; servers boot with
+``networks: none``. The guest writes its memory checksums to its serial
+port too, which nova logs to the instance's ``console.log`` on the host
+it runs on: the console output nova's API returns is that host's log,
+so a checksum read after a migration was computed on the destination.
+"""
+
+import os
+
+from tests.cloud.services import base
+from tests.hypervisor import testbed
+
+FLAVOR = 'noise128'
+MEMORY_MB = 128
+ROOT_DISK_MIB = 8
+
+
+class Guests:
+    """The images, the flavor and noise servers of one cloud."""
+
+    def __init__(self, cloud):
+        self.cloud = cloud
+        self.conn = cloud.admin
+        self._images = None
+
+    def images(self):
+        """The kernel and disk images and the flavor, made once."""
+        if self._images is None:
+            kernel_path = self.cloud.testbed.build_guest_kernel(MEMORY_MB)
+            root_path = os.path.join(self.cloud.work_dir, 'noise-root.raw')
+            with open(root_path, 'wb') as f:
+                f.write(os.urandom(ROOT_DISK_MIB * 1024 * 1024))
+            image = self.conn.image
+            kernel = image.create_image(
+                name='noise-kernel', filename=kernel_path,
+                disk_format='aki', container_format='aki',
+                validate_checksum=False, wait=True)
+            root = image.create_image(
+                name='noise-root', filename=root_path,
+                disk_format='ami', container_format='ami',
+                kernel_id=kernel.id, validate_checksum=False, wait=True)
+            flavor = self.conn.compute.create_flavor(
+                name=FLAVOR, ram=MEMORY_MB, vcpus=1, disk=1)
+            self._images = root, flavor
+            # Each host fetches the images from glance, over the
+            # management link, the first time it runs a guest of them: a
+            # server booted on each host first keeps that download out of
+            # every migration's byte count.
+            for host in self.cloud.testbed.hosts:
+                server, _ = self.boot('warm-up-' + host.name, host)
+                self.delete(server)
+        return self._images
+
+    def boot(self, name, host, timeout=180):
+        """A noise server on ``host``, ACTIVE, with its first checksum."""
+        root, flavor = self.images()
+        compute = self.conn.compute
+        server = compute.create_server(
+            name=name, image_id=root.id, flavor_id=flavor.id,
+            networks='none', availability_zone='nova:' + host.name)
+        server = compute.wait_for_server(server, status='ACTIVE',
+                                         failures=['ERROR'], wait=timeout)
+        return server, self.wait_for_checksums(server)[0]
+
+    def checksums(self, server):
+        """The checksums in the server's console output, in order."""
+        output = self.conn.compute.get_server_console_output(server)
+        return testbed.parse_checksums(output['output'])
+
+    def wait_for_checksums(self, server, count=1, timeout=120):
+        return base.wait_for(
+            '%d checksums from server %s' % (count, server.id),
+            lambda: (lambda sums: sums if len(sums) >= count else None)(
+                self.checksums(server)), timeout, interval=1)
+
+    def delete(self, server, timeout=120):
+        self.conn.compute.delete_server(server)
+        self.conn.compute.wait_for_delete(server, wait=timeout)

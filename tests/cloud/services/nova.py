@@ -1,0 +1,121 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""nova's control plane: nova-api, nova-conductor, nova-scheduler.
+
+They run on compute-a, from compute-a's nova venv, with compute-a's own
+``nova.conf`` (an all-in-one controller, as devstack's first node): that
+file also carries what :mod:`tests.cloud.services.compute` writes for the
+compute, and the venv has the plugin whenever that compute runs it, so
+these services start with the plugin's lines and the plugin installed.
+nova-api runs under gunicorn; conductor and scheduler are their console
+scripts. Each logs to ``<work dir>/logs/nova-<service>.log``.
+"""
+
+import os
+import shutil
+
+from tests.cloud.services import base
+
+
+def configure_common(cloud, path, host):
+    """What every nova process on ``host`` reads from ``path``."""
+    iniset = base.iniset
+    iniset(path, 'DEFAULT', 'host', host.name)
+    iniset(path, 'DEFAULT', 'my_ip', host.mgmt_ip)
+    iniset(path, 'DEFAULT', 'debug', 'True')
+    iniset(path, 'DEFAULT', 'transport_url', cloud.rabbitmq.transport_url)
+    # nova 34 waits 180 s by default before a SIGTERM'd service exits.
+    iniset(path, 'DEFAULT', 'graceful_shutdown_timeout', '5')
+    iniset(path, 'DEFAULT', 'report_interval', '2')
+    for section in ('placement', 'neutron'):
+        for option, value in cloud.keystone.auth_options('nova'):
+            iniset(path, section, option, value)
+    iniset(path, 'keystone_authtoken', 'www_authenticate_uri',
+           cloud.keystone.url)
+    for option, value in cloud.keystone.auth_options('nova'):
+        iniset(path, 'keystone_authtoken', option, value)
+
+
+class Nova(base.Service):
+    """nova-api, nova-conductor and nova-scheduler on compute-a."""
+
+    name = 'nova'
+    port = 8774
+
+    @property
+    def url(self):
+        return super().url + '/v2.1'
+
+    @property
+    def conf(self):
+        return self.cloud.computes[self.cloud.controller.name].conf
+
+    def bin(self, command):
+        return super().bin(
+            command, self.cloud.computes[self.cloud.controller.name].venv)
+
+    def configure(self):
+        """The controller's options, in compute-a's ``nova.conf``."""
+        os.makedirs(self.etc)
+        c = self.conf
+        mysql = self.cloud.mysql
+        configure_common(self.cloud, c, self.cloud.controller)
+        self.paste = os.path.join(self.etc, 'api-paste.ini')
+        shutil.copy(os.path.join(self.cloud.venvs[self.cloud.controller.name],
+                                 'etc', 'nova', 'api-paste.ini'), self.paste)
+        base.iniset(c, 'wsgi', 'api_paste_config', self.paste)
+        base.iniset(c, 'api_database', 'connection', mysql.url('nova_api'))
+        base.iniset(c, 'database', 'connection', mysql.url('nova'))
+        base.iniset(c, 'scheduler', 'discover_hosts_in_cells_interval', '2')
+        base.iniset(c, 'scheduler', 'workers', '1')
+        base.iniset(c, 'conductor', 'workers', '1')
+        # nova-api is a WSGI application and has no --log-file: its log
+        # file comes from a file of its own after nova.conf.
+        self.api_conf = os.path.join(self.etc, 'nova-api.conf')
+        base.iniset(self.api_conf, 'DEFAULT', 'log_file',
+                    self.log('api'))
+
+    def log(self, service):
+        return os.path.join(self.cloud.log_dir, 'nova-%s.log' % service)
+
+    def manage(self, *argv, **kwargs):
+        """nova-manage with the controller's config."""
+        return super().manage(self.bin('nova-manage'), '--config-file',
+                              self.conf, *argv, **kwargs)
+
+    def init(self):
+        mysql = self.cloud.mysql
+        self.manage('api_db', 'sync')
+        self.manage('cell_v2', 'map_cell0', '--database_connection',
+                    mysql.url('nova_cell0'))
+        self.manage('cell_v2', 'create_cell', '--name', 'cell1',
+                    '--database_connection', mysql.url('nova'),
+                    '--transport-url', self.cloud.rabbitmq.transport_url)
+        self.manage('db', 'sync')
+        self.cloud.keystone.add_service('nova', 'compute', self.url)
+
+    def start(self):
+        controller = self.cloud.controller
+        for service in ('conductor', 'scheduler'):
+            self.spawn('nova-' + service, controller, [
+                self.bin('nova-' + service), '--config-file', self.conf,
+                '--log-file', self.log(service)])
+        # nova-api reads OS_NOVA_CONFIG_FILES with the paste file first.
+        self.gunicorn('nova-api', 'nova.wsgi.osapi_compute', env={
+            'OS_NOVA_CONFIG_DIR': '/',
+            'OS_NOVA_CONFIG_FILES': '%s;%s;%s' % (
+                self.paste, self.conf, self.api_conf)})
+
+    def logs(self):
+        return [self.log(s) for s in ('api', 'conductor', 'scheduler')] + [
+            d.output for d in self.daemons]

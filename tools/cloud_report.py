@@ -1,0 +1,70 @@
+# Licensed under the Apache License, Version 2.0 (the "License"); you may
+# not use this file except in compliance with the License. You may obtain
+# a copy of the License at
+#
+#      http://www.apache.org/licenses/LICENSE-2.0
+#
+# Unless required by applicable law or agreed to in writing, software
+# distributed under the License is distributed on an "AS IS" BASIS, WITHOUT
+# WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied. See the
+# License for the specific language governing permissions and limitations
+# under the License.
+
+"""Print the real-cloud tier's latest results as a Markdown table.
+
+One row per case of tests/cloud/test_live_migration.py, in the order the
+tests are written: how each nova-compute ran, the seconds from the
+os-migrateLive call to the server ACTIVE on the destination, and the bytes
+each of the source's links carried meanwhile.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from tests.cloud import cloud  # noqa: E402
+from tests.cloud import test_live_migration  # noqa: E402
+from tests.hypervisor import test_planes  # noqa: E402
+from tests.hypervisor import testbed  # noqa: E402
+
+
+def compute(spec):
+    """How a nova-compute ran, in words."""
+    if not spec['plugin']:
+        words = ['stock']
+    else:
+        words = ['plugin, my_live_migration_ip %s'
+                 % (spec['migration_ip'] or 'unset')]
+    words.append(spec['concurrency'] or 'threading (default)')
+    return ', '.join(words)
+
+
+def main():
+    reason = cloud.why_unavailable()
+    if os.geteuid() != 0:
+        print('cloud tier skipped: %s' % reason)
+        return 0
+    results, missing = test_planes.read_results(
+        test_live_migration.RESULTS, test_live_migration.migration_cases())
+    if missing:
+        print('error: no result for %s' % ', '.join(sorted(missing)),
+              file=sys.stderr)
+        return 1
+    print('Cloud up in %.0f s.' % results[0]['cloud_up_seconds'])
+    print('| case | source compute | destination compute | migration s '
+          '| case s | management link | migration link | memory |')
+    print('|---|---|---|---|---|---|---|---|')
+    for r in results:
+        print('| %s | %s | %s | %.1f | %.0f | %s | %s | %d MiB |' % (
+            test_planes.case_title(r), compute(r['source']),
+            compute(r['destination']), r['seconds'], r['case_seconds'],
+            test_planes.bytes_cell(r['bytes'], testbed.MGMT_IF),
+            test_planes.bytes_cell(r['bytes'], testbed.MIGR_IF),
+            r['memory_mib']))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
