@@ -59,8 +59,8 @@ KNOWN_SIGNATURES = {
                                   'device_names'),
 }
 
-# Reentrant: activate() runs inside the trap, which holds no lock, but a
-# driver instantiated while activating must not deadlock.
+# Reentrant: when activate() is the first to import the driver module, the
+# post-import hook (_driver_imported) runs inside activate()'s lock.
 _lock = threading.RLock()
 # Wrapped method name -> nova's original function, while active.
 _originals = {}
