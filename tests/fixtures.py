@@ -14,6 +14,7 @@
 
 import collections
 import socket
+import textwrap
 
 import fixtures
 from nova.compute import rpcapi as compute_rpcapi
@@ -68,6 +69,21 @@ def open_config_source(conf=CONF, group='migration_net'):
     manager = stevedore.driver.DriverManager(
         'oslo.config.driver', 'nova_migration_net', invoke_on_load=True)
     return manager.driver.open_source_from_opt_group(conf, group)
+
+
+# The start of a ``python -c`` probe whose first argument is "with-plugin"
+# or "without-plugin" (taken off ``sys.argv``): without, the package cannot
+# be imported, as on a host where nova.conf names the source but the package
+# is not installed.
+INSTALLED_OR_NOT = textwrap.dedent("""\
+    import sys
+    if sys.argv.pop(1) == 'without-plugin':
+        class NotInstalled:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] == 'nova_migration_net':
+                    raise ModuleNotFoundError(name)
+        sys.meta_path.insert(0, NotInstalled())
+    """)
 
 
 def read_as_stock_nova(migrate_data):

@@ -60,9 +60,6 @@ TOO_EARLY = (
     'were not greened',
 )
 
-# How each mode shows in what nova-compute writes before logging is set up
-# (WARNING and above, to stderr) and after: in threading mode, and only
-# there, it logs its options.
 EARLY_MODULES = re.compile(r'monkey patching: (.*?)\. This warning')
 
 
@@ -77,6 +74,9 @@ def too_early(line):
         sorted(modules.group(1).split(', ')))
 
 
+# How each mode shows in what nova-compute writes before logging is set up
+# (WARNING and above, to stderr) and after: in threading mode, and only
+# there, it logs its options.
 STARTED_WITH = {
     'threading': re.compile(r'nova\.cmd\.compute \[-\] concurrency_backend +'
                             r'= threading'),
@@ -99,6 +99,15 @@ def console_script(name):
     return path
 
 
+def foreign_modules(added, allowed):
+    """The modules of ``added`` neither in the standard library nor in the
+    top-level packages ``allowed``.
+    """
+    return sorted(name for name in added
+                  if name.split('.')[0] not in allowed and
+                  name.split('.')[0] not in sys.stdlib_module_names)
+
+
 def unused_loopback_port():
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(('127.0.0.1', 0))
@@ -109,7 +118,6 @@ class NovaConf(object):
     """A nova.conf for one program, with or without the plugin's lines."""
 
     def __init__(self, directory, mode, plugin):
-        self.directory = directory
         self.log_file = os.path.join(directory, 'nova.log')
         self.path = os.path.join(directory, 'nova.conf')
         port = unused_loopback_port()
@@ -147,21 +155,8 @@ class NovaConf(object):
             return ''
 
 
-# The start of every probe below: with a first argument "without-plugin"
-# the package cannot be imported, as on a host where nova.conf names the
-# source but the package is not installed ("with-plugin" otherwise).
-INSTALLED_OR_NOT = textwrap.dedent("""\
-    import sys
-    if sys.argv.pop(1) == 'without-plugin':
-        class NotInstalled:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] == 'nova_migration_net':
-                    raise ModuleNotFoundError(name)
-        sys.meta_path.insert(0, NotInstalled())
-    """)
-
 # nova-compute's console script (nova.cmd.compute:main).
-NOVA_COMPUTE = INSTALLED_OR_NOT + textwrap.dedent("""\
+NOVA_COMPUTE = mn_fixtures.INSTALLED_OR_NOT + textwrap.dedent("""\
     sys.argv[0] = 'nova-compute'
     from nova.cmd import compute
     sys.exit(compute.main())
@@ -266,7 +261,7 @@ class TestLinesWithoutThePackage(NovaComputeTestCase):
 
 # Runs nova's early concurrency parse (nova/monkey_patch.py) as
 # nova-compute's first line does and prints the modules it imported.
-EARLY_PARSE = INSTALLED_OR_NOT + textwrap.dedent("""\
+EARLY_PARSE = mn_fixtures.INSTALLED_OR_NOT + textwrap.dedent("""\
     import json
     sys.argv = ['nova-compute', '--config-file', sys.argv[1]]
     from nova import monkey_patch
@@ -306,11 +301,8 @@ class TestEarlyParse(testtools.TestCase):
         self.assertIn('nova_migration_net.config_source', added)
         # Only the plugin's option modules and the address libraries they
         # need: no nova, no eventlet, no oslo_log or oslo_context.
-        allowed = {'nova_migration_net', 'netaddr', 'psutil'}
-        foreign = [name for name in added
-                   if name.split('.')[0] not in allowed and
-                   name.split('.')[0] not in sys.stdlib_module_names]
-        self.assertEqual([], foreign)
+        self.assertEqual([], foreign_modules(
+            added, {'nova_migration_net', 'netaddr', 'psutil'}))
         self.assertNotIn('nova_migration_net.activation', added)
         self.assertEqual(
             [], [name for name in plugin['imported']
@@ -319,7 +311,7 @@ class TestEarlyParse(testtools.TestCase):
 
 # privsep-helper's console script (oslo_privsep.daemon:helper_main), which
 # writes the modules it imported to the file named first when it exits.
-PRIVSEP_HELPER = INSTALLED_OR_NOT + textwrap.dedent("""\
+PRIVSEP_HELPER = mn_fixtures.INSTALLED_OR_NOT + textwrap.dedent("""\
     import atexit, json
     report = sys.argv.pop(1)
     def write():
@@ -362,11 +354,9 @@ class TestPrivsepHelper(testtools.TestCase):
         self.assertEqual(
             [], sorted(name for name in plugin
                        if name.startswith(('nova.virt', 'nova.objects'))))
-        allowed = {'nova_migration_net', 'netaddr', 'psutil', 'wrapt'}
-        foreign = sorted(name for name in plugin - without
-                         if name.split('.')[0] not in allowed and
-                         name.split('.')[0] not in sys.stdlib_module_names)
-        self.assertEqual([], foreign)
+        self.assertEqual([], foreign_modules(
+            plugin - without, {'nova_migration_net', 'netaddr', 'psutil',
+                               'wrapt'}))
 
 
 class TestInProcessConcurrencyMode(testtools.TestCase):

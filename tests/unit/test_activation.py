@@ -161,14 +161,8 @@ driver = nova_migration_net
 # Parses a nova.conf with nova's own parse_args, as nova-compute does, then
 # loads the libvirt driver (on nova's fake libvirt) as nova-compute's
 # load_compute_driver does, and reports what the plugin did at each step.
-PROBE = textwrap.dedent("""\
-    import json, sys
-    if sys.argv[2] == 'without-plugin':
-        class NotInstalled:
-            def find_spec(self, name, path=None, target=None):
-                if name.split('.')[0] == 'nova_migration_net':
-                    raise ModuleNotFoundError(name)
-        sys.meta_path.insert(0, NotInstalled())
+PROBE = mn_fixtures.INSTALLED_OR_NOT + textwrap.dedent("""\
+    import json
     from nova import config
     config.parse_args(['nova-compute', '--config-file', sys.argv[1]],
                       configure_db=False, init_rpc=False)
@@ -204,7 +198,7 @@ class TestActivationFromNovaConf(test.NoDBTestCase):
         conf = self.create_tempfiles([('nova', NOVA_CONF)])[0]
         env = dict(os.environ, PYTHONWARNINGS='ignore')
         result = subprocess.run(
-            [sys.executable, '-c', PROBE, conf, mode], env=env,
+            [sys.executable, '-c', PROBE, mode, conf], env=env,
             capture_output=True, text=True, timeout=120)
         self.assertEqual(0, result.returncode, result.stderr)
         return json.loads(result.stdout.splitlines()[-1]), result.stderr
