@@ -28,6 +28,7 @@ them.
 
 import configparser
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -263,6 +264,15 @@ class Service:
     def logs(self):
         """The files worth reading when the service misbehaves."""
         return [self.log_file] + [d.output for d in self.daemons]
+
+    def copy_etc(self, project, filename, venv=None):
+        """Copy a file a package installs under ``<venv>/etc/<project>``
+        (paste files) into this service's ``etc``; its new path.
+        """
+        path = os.path.join(self.etc, filename)
+        shutil.copy(os.path.join(venv or self.cloud.venvs['controller'],
+                                 'etc', project, filename), path)
+        return path
 
     def bin(self, command, venv=None):
         return os.path.join(venv or self.cloud.venvs['controller'], 'bin',

@@ -16,7 +16,6 @@ The destination of a block migration fetches the image from here.
 """
 
 import os
-import shutil
 
 from tests.cloud.services import base
 
@@ -29,9 +28,7 @@ class Glance(base.Service):
     def configure(self):
         os.makedirs(self.etc)
         self.conf = os.path.join(self.etc, 'glance-api.conf')
-        paste = os.path.join(self.etc, 'glance-api-paste.ini')
-        shutil.copy(os.path.join(self.cloud.venvs['controller'], 'etc',
-                                 'glance', 'glance-api-paste.ini'), paste)
+        paste = self.copy_etc('glance', 'glance-api-paste.ini')
         c = self.conf
         base.iniset(c, 'DEFAULT', 'log_file', self.log_file)
         base.iniset(c, 'DEFAULT', 'enabled_backends', 'fs:file')

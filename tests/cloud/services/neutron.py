@@ -18,7 +18,6 @@ networks, and this server answers them. Its migrations need MariaDB.
 """
 
 import os
-import shutil
 
 from tests.cloud.services import base
 
@@ -33,9 +32,7 @@ class Neutron(base.Service):
         self.conf = os.path.join(self.etc, 'neutron.conf')
         self.ml2_conf = os.path.join(self.etc, 'plugins', 'ml2',
                                      'ml2_conf.ini')
-        paste = os.path.join(self.etc, 'api-paste.ini')
-        shutil.copy(os.path.join(self.cloud.venvs['controller'], 'etc',
-                                 'neutron', 'api-paste.ini'), paste)
+        paste = self.copy_etc('neutron', 'api-paste.ini')
         c = self.conf
         base.iniset(c, 'DEFAULT', 'log_file', self.log_file)
         base.iniset(c, 'DEFAULT', 'core_plugin', 'ml2')

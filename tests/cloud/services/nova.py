@@ -22,7 +22,6 @@ scripts. Each logs to ``<work dir>/logs/nova-<service>.log``.
 """
 
 import os
-import shutil
 
 from tests.cloud.services import base
 
@@ -70,9 +69,9 @@ class Nova(base.Service):
         c = self.conf
         mysql = self.cloud.mysql
         configure_common(self.cloud, c, self.cloud.controller)
-        self.paste = os.path.join(self.etc, 'api-paste.ini')
-        shutil.copy(os.path.join(self.cloud.venvs[self.cloud.controller.name],
-                                 'etc', 'nova', 'api-paste.ini'), self.paste)
+        self.paste = self.copy_etc(
+            'nova', 'api-paste.ini',
+            venv=self.cloud.venvs[self.cloud.controller.name])
         base.iniset(c, 'wsgi', 'api_paste_config', self.paste)
         base.iniset(c, 'api_database', 'connection', mysql.url('nova_api'))
         base.iniset(c, 'database', 'connection', mysql.url('nova'))
