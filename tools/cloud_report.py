@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from tests.cloud import cloud  # noqa: E402
+from tests.cloud import scenario  # noqa: E402
 from tests.cloud import test_live_migration  # noqa: E402
 from tests.hypervisor import test_planes  # noqa: E402
 from tests.hypervisor import testbed  # noqa: E402
@@ -47,7 +48,7 @@ def main():
         print('cloud tier skipped: %s' % reason)
         return 0
     results, missing = test_planes.read_results(
-        test_live_migration.RESULTS, test_live_migration.migration_cases())
+        scenario.RESULTS, test_live_migration.migration_cases())
     if missing:
         print('error: no result for %s' % ', '.join(sorted(missing)),
               file=sys.stderr)
