@@ -325,6 +325,10 @@ class TestNovaHandlingStands(RunningMigrationCloud):
                 server['id'], migration['id']))
 
         outcome = self.same_as_stock(abort)
+        # nova 34's own handling: _live_migration re-raises libvirt's abort
+        # error after its rollback, and the compute manager sets ERROR.
+        self.assertEqual(('ERROR', 'error'), (outcome['status'],
+                                              outcome['migration']))
         self.assertEqual('src', outcome['host'])
         self.assertTrue(outcome['guest on src'])
         self.assertEqual([], self.log_lines('nova_migration_net', 'failed'))
@@ -333,6 +337,8 @@ class TestNovaHandlingStands(RunningMigrationCloud):
         self.flags(live_migration_completion_timeout=1,
                    live_migration_timeout_action='abort', group='libvirt')
         outcome = self.same_as_stock(self.wait_for_job)
+        self.assertEqual(('ERROR', 'error'), (outcome['status'],
+                                              outcome['migration']))
         self.assertEqual('src', outcome['host'])
         self.assertTrue(outcome['guest on src'])
         self.assertEqual([], self.log_lines('nova_migration_net', 'failed'))
