@@ -26,7 +26,9 @@ apart:
 - :data:`TRANSPORT`: a connection toward the address broke, stalled or
   was refused later: an RPC error of libvirt's connection when it goes to
   the address, or a socket error of QEMU's stream. The plane may be the
-  cause, but the guest may have been partly or wholly sent.
+  cause, but the guest may have been partly or wholly sent. QEMU reports
+  an abort of a running migration so too ("Unable to write to socket:
+  Broken pipe", measured with QEMU 7.2), as it closes the stream.
 - None: anything else (an abort, a CPU or configuration mismatch, a TLS
   handshake, an error on the destination).
 

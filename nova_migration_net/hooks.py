@@ -250,8 +250,9 @@ class LiveMigration:
         if kind == failures.TRANSPORT:
             LOG.error('Live migration to %(dest)s over the migration plane '
                       'failed on its connection to %(address)s, the '
-                      'destination\'s my_live_migration_ip (%(error)s); the '
-                      'migration plane may be the cause. Part of the '
+                      'destination\'s my_live_migration_ip (%(error)s); '
+                      'unless the migration was aborted, the migration plane '
+                      'may be the cause. Part of the '
                       'instance may have been sent, so nova handles the '
                       'failure as it does without nova-migration-net. '
                       '%(check)s', values, instance=instance)

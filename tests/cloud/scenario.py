@@ -226,8 +226,10 @@ class CloudTestCase(unittest.TestCase):
         """The server's migration records, oldest first; with
         ``done_only``, only if the latest is over.
         """
+        # openstacksdk's Migration.id is the record's uuid; created_at (ISO
+        # 8601, to the second) orders them, the API's own order breaks ties.
         records = sorted(self.conn.compute.migrations(
-            instance_uuid=server.id), key=lambda m: m.id)
+            instance_uuid=server.id), key=lambda m: m.created_at)
         if done_only and not (records and
                               records[-1].status in MIGRATION_DONE):
             return []

@@ -37,12 +37,11 @@ from tests.functional import test_faults
 
 IPV4 = test_faults.IPV4
 PLANE_FAILED = 'Live migration to dest over the migration plane'
-# libvirt's error codes missing from nova's fake libvirt, as libvirt 9
-# numbers them (virerror.h).
-VIR_ERR_OPERATION_ABORTED = 78
-
-ABORTED = ('operation aborted: migration out job: canceled by client',
-           VIR_ERR_OPERATION_ABORTED, fakelibvirt.VIR_FROM_QEMU)
+# What a running migration fails with once it is aborted, as measured on
+# the real cloud tier (libvirt 9.0, QEMU 7.2): QEMU closes the stream.
+ABORTED = ("operation failed: job 'migration out' failed: Unable to write "
+           "to socket: Broken pipe", fakelibvirt.VIR_ERR_OPERATION_FAILED,
+           fakelibvirt.VIR_FROM_QEMU)
 # A stream cut after QEMU had sent memory.
 CONNECTION_RESET = ("operation failed: job 'migration out' failed: Unable "
                     "to write to socket: Connection reset by peer",
@@ -110,9 +109,6 @@ class RunningMigrationCloud(test_faults.FaultCloud):
         self.useFixture(fixtures.MonkeyPatch(
             'nova.tests.fixtures.libvirt.Domain.migrateStartPostCopy',
             lambda domain, flags=0: self._start_post_copy(domain)))
-        self.useFixture(fixtures.MonkeyPatch(
-            'nova.tests.fixtures.libvirt.VIR_ERR_OPERATION_ABORTED',
-            VIR_ERR_OPERATION_ABORTED))
 
     def _running_job(self, domain):
         job = self.jobs.get(domain.UUIDString())
@@ -253,6 +249,15 @@ class RunningMigrationCloud(test_faults.FaultCloud):
         migration = self._wait_for_migration_status(server, ['running'])
         self.api.force_complete_migration(server['id'], migration['id'])
 
+    def assertAbortHedged(self):
+        """The plugin's line for the aborted migration on the plane cannot
+        tell an abort from a broken link, and says so.
+        """
+        [line] = self.plane_error_lines()
+        self.assertIn('failed on its connection to 172.168.1.15', line)
+        self.assertIn('unless the migration was aborted, the migration '
+                      'plane may be the cause', line)
+
     def plane_error_lines(self):
         return self.log_lines('nova_migration_net.hooks', PLANE_FAILED)
 
@@ -331,7 +336,7 @@ class TestNovaHandlingStands(RunningMigrationCloud):
                                               outcome['migration']))
         self.assertEqual('src', outcome['host'])
         self.assertTrue(outcome['guest on src'])
-        self.assertEqual([], self.log_lines('nova_migration_net', 'failed'))
+        self.assertAbortHedged()
 
     def test_timeout_action_abort_is_left_to_nova(self):
         self.flags(live_migration_completion_timeout=1,
@@ -341,7 +346,7 @@ class TestNovaHandlingStands(RunningMigrationCloud):
                                               outcome['migration']))
         self.assertEqual('src', outcome['host'])
         self.assertTrue(outcome['guest on src'])
-        self.assertEqual([], self.log_lines('nova_migration_net', 'failed'))
+        self.assertAbortHedged()
 
 
 class TestFailureAfterPostCopySwitch(RunningMigrationCloud):
