@@ -10,14 +10,17 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""Print the real-cloud tier's latest results as a Markdown table.
+"""Print the real-cloud tier's latest results as tables.
 
-One row per case of tests/cloud/test_live_migration.py, in the order the
-tests are written: how each nova-compute ran, the seconds from the
-os-migrateLive call to the server ACTIVE on the destination, and the bytes
-each of the source's links carried meanwhile.
+First, when tests/cloud/test_rolling_upgrade.py ran, its steps (the table
+of doc/source/upgrade.rst). Then, as Markdown, one row per case of
+tests/cloud/test_live_migration.py, in the order the tests are written:
+how each nova-compute ran, the seconds from the os-migrateLive call to the
+server ACTIVE on the destination, and the bytes each of the source's links
+carried meanwhile.
 """
 
+import json
 import os
 import sys
 
@@ -27,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from tests.cloud import cloud  # noqa: E402
 from tests.cloud import scenario  # noqa: E402
 from tests.cloud import test_live_migration  # noqa: E402
+from tests.cloud import test_rolling_upgrade  # noqa: E402
 from tests.hypervisor import test_planes  # noqa: E402
 from tests.hypervisor import testbed  # noqa: E402
 
@@ -47,6 +51,11 @@ def main():
     if os.geteuid() != 0:
         print('cloud tier skipped: %s' % reason)
         return 0
+    if os.path.exists(test_rolling_upgrade.RESULTS):
+        with open(test_rolling_upgrade.RESULTS) as f:
+            print('Rolling upgrade, one server migrated at every step:')
+            print(test_rolling_upgrade.table(json.load(f)))
+        print()
     results, missing = test_planes.read_results(
         scenario.RESULTS, test_live_migration.migration_cases())
     if missing:

@@ -281,9 +281,10 @@ class CloudTestCase(unittest.TestCase):
                                 expected_link, plane_line)
         self.record(seconds, moved, expected_link, spec_a, spec_b)
 
-    def record(self, seconds, moved, expected, source, destination):
-        """Add this migration to :data:`RESULTS` (``source`` and
-        ``destination`` are the computes' specs).
+    def record(self, seconds, moved, expected, source, destination,
+               path=RESULTS, **extra):
+        """Add this migration, and what ``extra`` says of it, to ``path``
+        (``source`` and ``destination`` are the computes' specs).
         """
         result = {'case': self.id().rsplit('.', 1)[1],
                   'source': source._asdict(),
@@ -291,5 +292,6 @@ class CloudTestCase(unittest.TestCase):
                   'seconds': round(seconds, 1), 'expected': expected,
                   'bytes': moved, 'memory_mib': self.cloud.memory_mib(),
                   'case_seconds': round(time.monotonic() - self.started, 1),
-                  'cloud_up_seconds': round(self.cloud.up_seconds, 1)}
-        test_planes.append_result(RESULTS, result)
+                  'cloud_up_seconds': round(self.cloud.up_seconds, 1),
+                  **extra}
+        test_planes.append_result(path, result)
