@@ -17,9 +17,11 @@ console script with ``--config-file`` and ``--log-file``, in a clean
 environment (no ``OS_NOVA_DISABLE_EVENTLET_PATCHING``, nothing that
 changes nova's start-up). A :class:`Spec` says how: whether the plugin is
 installed (with pip, from this checkout, into the host's own venv) and
-configured in ``nova.conf``, with which ``my_live_migration_ip``, and in
-which of nova 34's concurrency modes (``[DEFAULT] concurrency_backend``;
-native threading is nova 34's default).
+configured in ``nova.conf``, with which ``my_live_migration_ip`` (or
+``migration_networks``), in which of nova 34's concurrency modes
+(``[DEFAULT] concurrency_backend``; native threading is nova 34's default),
+and with which libvirt migration transport (native TLS, tunnelled,
+parallel connections).
 
 Both hosts have the same ``instances_path``, each on its own storage: the
 host's private mount namespace bind-mounts a per-host directory there, so
@@ -39,20 +41,29 @@ from tests.cloud.services import nova
 
 PLUGIN = 'nova-migration-net'
 
-Spec = collections.namedtuple('Spec', 'plugin migration_ip concurrency')
-Spec.__new__.__defaults__ = (False, None, None)
+Spec = collections.namedtuple(
+    'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
+    'migration_networks')
+Spec.__new__.__defaults__ = (False, None, None, False, False, None, None)
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
 ``migration_ip``: ``my_live_migration_ip``, or None for unset;
-``concurrency``: ``threading``, ``eventlet`` or None for nova's default.
+``concurrency``: ``threading``, ``eventlet`` or None for nova's default;
+``native_tls``: ``[libvirt] live_migration_with_native_tls``;
+``tunnelled``: ``[libvirt] live_migration_tunnelled``;
+``parallel``: ``[libvirt] live_migration_parallel_connections``, or None
+for nova's default (1);
+``migration_networks``: the plugin's ``[migration_net]
+migration_networks`` (with the plugin only), or None for unset.
 """
 
 STOCK = Spec()
 
 # What an operator adds to nova.conf for the plugin, as (section, option).
 PLUGIN_LINES = (('DEFAULT', 'config_source'), ('migration_net', 'driver'),
-                ('DEFAULT', 'my_live_migration_ip'))
+                ('DEFAULT', 'my_live_migration_ip'),
+                ('migration_net', 'migration_networks'))
 
 
 class Compute(base.Service):
@@ -123,26 +134,30 @@ class Compute(base.Service):
         self._configure_spec()
 
     def _configure_spec(self):
-        """The plugin's lines and the concurrency mode, as ``spec`` says:
-        the lines an operator adds to ``nova.conf`` to turn the plugin on.
+        """Every ``nova.conf`` line ``spec`` decides: the plugin's lines (an
+        operator's, to turn it on), the concurrency mode and the libvirt
+        migration transport. Unset lines are removed, so nova's defaults
+        hold.
         """
-        c, spec = self.conf, self.spec
-        if spec.plugin:
-            base.iniset(c, 'DEFAULT', 'config_source', 'migration_net')
-            base.iniset(c, 'migration_net', 'driver', 'nova_migration_net')
-        else:
-            base.iniunset(c, 'DEFAULT', 'config_source')
-            base.iniunset(c, 'migration_net', 'driver')
-        if spec.plugin and spec.migration_ip:
-            base.iniset(c, 'DEFAULT', 'my_live_migration_ip',
-                        spec.migration_ip)
-        else:
-            base.iniunset(c, 'DEFAULT', 'my_live_migration_ip')
-        if spec.concurrency:
-            base.iniset(c, 'DEFAULT', 'concurrency_backend',
-                        spec.concurrency)
-        else:
-            base.iniunset(c, 'DEFAULT', 'concurrency_backend')
+        spec = self.spec
+        plugin = spec.plugin
+        for section, option, value in (
+                ('DEFAULT', 'config_source', plugin and 'migration_net'),
+                ('migration_net', 'driver', plugin and 'nova_migration_net'),
+                ('DEFAULT', 'my_live_migration_ip',
+                 plugin and spec.migration_ip),
+                ('migration_net', 'migration_networks',
+                 plugin and spec.migration_networks),
+                ('DEFAULT', 'concurrency_backend', spec.concurrency),
+                ('libvirt', 'live_migration_with_native_tls',
+                 spec.native_tls),
+                ('libvirt', 'live_migration_tunnelled', spec.tunnelled),
+                ('libvirt', 'live_migration_parallel_connections',
+                 spec.parallel)):
+            if value:
+                base.iniset(self.conf, section, option, value)
+            else:
+                base.iniunset(self.conf, section, option)
 
     def start(self):
         # Each start gets fresh log files; the earlier ones are kept.
