@@ -32,6 +32,7 @@ rootwrap.
 """
 
 import collections
+from concurrent import futures
 import datetime
 import os
 
@@ -190,12 +191,7 @@ class Compute(base.Service):
 
     def restart(self, spec):
         """Stop, (un)install the plugin, reconfigure, start, wait up."""
-        self.stop()
-        self.spec = spec
-        self.install()
-        self._configure_spec()
-        self.start()
-        self.wait_up()
+        restart_all([(self, spec)])
 
     def log_text(self):
         with open(self.log, errors='replace') as f:
@@ -207,3 +203,22 @@ class Compute(base.Service):
 
     def logs(self):
         return [self.log, self.output]
+
+
+def restart_all(changes):
+    """Restart computes together; ``changes``: (compute, new spec) pairs.
+
+    All stop at once (each takes nova's graceful shutdown, about 5 s
+    here), then each is (un)installed, reconfigured and started, and only
+    then are all waited for.
+    """
+    with futures.ThreadPoolExecutor(max(1, len(changes))) as pool:
+        for stopped in [pool.submit(node.stop) for node, _ in changes]:
+            stopped.result()
+    for node, spec in changes:
+        node.spec = spec
+        node.install()
+        node._configure_spec()
+        node.start()
+    for node, _ in changes:
+        node.wait_up()
