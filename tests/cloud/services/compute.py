@@ -34,6 +34,8 @@ rootwrap.
 import collections
 from concurrent import futures
 import datetime
+import glob
+from importlib import metadata
 import os
 
 from tests.cloud import install
@@ -80,6 +82,7 @@ class Compute(base.Service):
         self.spec = STOCK
         self.started_at = None
         self.starts = 0
+        self.wheel_installed = False
 
     @property
     def log(self):
@@ -90,22 +93,34 @@ class Compute(base.Service):
         return os.path.join(self.cloud.log_dir, self.name + '.out')
 
     def plugin_installed(self):
-        proc = base.subprocess.run(
-            [self.bin('pip', self.venv), 'show', '-q', PLUGIN],
-            stdout=base.subprocess.DEVNULL, stderr=base.subprocess.DEVNULL,
-            timeout=60, env=dict(base.BASE_ENV))
-        return proc.returncode == 0
+        """Whether the venv holds some build of the plugin (read from its
+        site-packages; ``pip show`` costs a second or more per restart).
+        """
+        site = glob.glob(os.path.join(self.venv, 'lib', 'python*',
+                                      'site-packages'))
+        return any(True for _ in metadata.distributions(name=PLUGIN,
+                                                        path=site))
 
     def install(self):
-        """Install or remove the plugin with pip, as ``spec`` says."""
-        if self.spec.plugin and not self.plugin_installed():
-            base.run(self.cloud.outside() + [
-                self.bin('pip', self.venv), 'install', '-q',
-                '--disable-pip-version-check', '-c', install.CONSTRAINTS,
+        """Install or remove the plugin with pip, as ``spec`` says.
+
+        The venv is cached across runs, so a build it already holds may be
+        an older checkout's: this cloud's first install replaces it with
+        this checkout's wheel.
+        """
+        pip = [self.bin('pip', self.venv), '-q', '--disable-pip-version-check']
+        installed = self.plugin_installed()
+        if self.spec.plugin and not installed:
+            base.run(self.cloud.outside() + pip + [
+                'install', '-c', install.CONSTRAINTS,
                 self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
-        elif not self.spec.plugin and self.plugin_installed():
-            base.run([self.bin('pip', self.venv), 'uninstall', '-q', '-y',
-                      PLUGIN])
+        elif self.spec.plugin and not self.wheel_installed:
+            base.run(self.cloud.outside() + pip + [
+                'install', '--force-reinstall', '--no-deps',
+                self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
+        elif not self.spec.plugin and installed:
+            base.run(pip + ['uninstall', '-y', PLUGIN])
+        self.wheel_installed = self.spec.plugin
 
     def configure(self):
         os.makedirs(self.etc, exist_ok=True)
