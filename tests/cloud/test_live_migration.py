@@ -227,6 +227,14 @@ class TestLiveMigration(scenario.CloudTestCase):
         servers without local disks; these hosts have neither, so the
         tunnelled case migrates nothing. The server must stay ACTIVE and
         intact on the source, QEMU must open no stream.
+
+        ACTIVE is the plugin's doing: its error hook ends the call after
+        nova's rollback for any libvirt error of a migration-plane
+        migration (stock computes, same settings: the server goes to
+        ERROR, its migration record to ``error``). Its error line then
+        blames the migration IP ("Check that 172.30.0.2 is assigned to an
+        interface of compute-b...") for a refusal that has nothing to do
+        with it: a fault of the plugin, not pinned here.
         """
         tunnelled = [ipv4(h)._replace(tunnelled=True) for h in (self.a,
                                                                 self.b)]
