@@ -15,9 +15,10 @@
 First, when tests/cloud/test_rolling_upgrade.py ran, its steps (the table
 of doc/source/upgrade.rst). Then, as Markdown, one row per case of
 tests/cloud/test_live_migration.py, in the order the tests are written:
-how each nova-compute ran, the seconds from the os-migrateLive call to the
-server ACTIVE on the destination, and the bytes each of the source's links
-carried meanwhile.
+how each nova-compute ran (plugin and option, concurrency mode, migration
+transport), the seconds from the os-migrateLive call to the server ACTIVE
+on the destination, and the bytes each of the source's links carried
+meanwhile.
 """
 
 import json
@@ -35,14 +36,33 @@ from tests.hypervisor import test_planes  # noqa: E402
 from tests.hypervisor import testbed  # noqa: E402
 
 
+def transport(spec):
+    """The libvirt migration transport a nova-compute ran with, in words:
+    direct (QEMU to QEMU) or tunnelled (through libvirtd), and its options.
+
+    Results recorded before the transport fields existed read as nova's
+    defaults.
+    """
+    words = ['tunnelled' if spec.get('tunnelled') else 'direct']
+    if spec.get('native_tls'):
+        words.append('native TLS')
+    if (spec.get('parallel') or 1) > 1:
+        words.append('%d parallel connections' % spec['parallel'])
+    return ' + '.join(words)
+
+
 def compute(spec):
     """How a nova-compute ran, in words."""
     if not spec['plugin']:
         words = ['stock']
+    elif spec.get('migration_networks'):
+        words = ['plugin, migration_networks %s'
+                 % spec['migration_networks']]
     else:
         words = ['plugin, my_live_migration_ip %s'
                  % (spec['migration_ip'] or 'unset')]
     words.append(spec['concurrency'] or 'threading (default)')
+    words.append(transport(spec))
     return ', '.join(words)
 
 

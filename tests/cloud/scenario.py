@@ -141,12 +141,13 @@ class CloudTestCase(unittest.TestCase):
 
     def computes(self, spec_a, spec_b):
         """Run compute-a and compute-b with these specs, restarting those
-        that differ or died; check how each started.
+        that differ or died (together); check how each started.
         """
-        for host, spec in ((self.a, spec_a), (self.b, spec_b)):
-            node = self.node(host)
-            if node.spec != spec or not node.daemon.alive():
-                node.restart(spec)
+        compute.restart_all([
+            (self.node(host), spec)
+            for host, spec in ((self.a, spec_a), (self.b, spec_b))
+            if self.node(host).spec != spec
+            or not self.node(host).daemon.alive()])
         for host in (self.a, self.b):
             self.assertCleanStartUp(self.node(host))
 

@@ -13,10 +13,13 @@
 """Live migrations made by real nova-computes, through the API.
 
 Each case runs the two computes as it needs them (plugin installed and
-configured or not, the migration IP, the concurrency mode), boots a noise
-server on compute-a and live-migrates it to compute-b with
-``os-migrateLive`` (a block migration: the hosts share no storage). It
-passes only if :meth:`scenario.CloudTestCase.assertMigrated` holds.
+configured or not, the migration IP, the concurrency mode, the migration
+transport), boots a noise server on compute-a and live-migrates it to
+compute-b with ``os-migrateLive`` (a block migration: the hosts share no
+storage). It passes only if :meth:`scenario.CloudTestCase.assertMigrated`
+holds; the transport cases also count QEMU's streams
+(:mod:`tests.cloud.streams`). They cannot see whether a stream was
+encrypted: for native TLS they rely on the source's log.
 """
 
 import os
@@ -30,6 +33,7 @@ from tests.cloud.scenario import ipv4
 from tests.cloud.scenario import ipv6
 from tests.cloud.services import base
 from tests.cloud.services import compute
+from tests.cloud import streams
 from tests.hypervisor import test_planes
 from tests.hypervisor import testbed
 
@@ -39,6 +43,25 @@ def migration_cases():
     return [name for name in test_planes.test_names(TestLiveMigration)
             if 'check_migration' in
             getattr(TestLiveMigration, name).__code__.co_names]
+
+
+IPV4_PLANE = 'streams over the migration plane to 172.30.0.2'
+# What the source says with native TLS: the data to the migration IP, the
+# certificate checked against the hostname.
+TLS_PLANE = (
+    "streams over the migration plane to 172.30.0.2, the destination's "
+    "my_live_migration_ip; native TLS verifies the destination's "
+    "certificate against its hostname compute-b (libvirt connection on "
+    "compute-b, tls.destination compute-b)")
+TLS_CALL = 'Migrating with migrate_uri tcp://172.30.0.2 and tls.destination'
+# One network list for every host: each takes its own address in it.
+MIGRATION_NETWORKS = '172.30.0.0/24, fd00:30::/64'
+PARALLEL = 2
+
+
+def native_tls(host, **kwargs):
+    """The plugin with the IPv4 migration IP, and QEMU's native TLS."""
+    return ipv4(host)._replace(native_tls=True, **kwargs)
 
 
 def masked(output):
@@ -154,3 +177,85 @@ class TestLiveMigration(scenario.CloudTestCase):
     def test_stock_computes_in_eventlet_mode(self):
         self.check_migration(testbed.MGMT_IF, scenario.EVENTLET_STOCK,
                              scenario.EVENTLET_STOCK)
+
+    # Transports
+
+    def streams(self):
+        """A :class:`streams.StreamCounter` of compute-a's connections to
+        compute-b's migration ports over the migration link.
+        """
+        return streams.counting(self.cloud.host_pid(self.a),
+                                self.b.migration_ipv4)
+
+    def test_native_tls_streams_over_the_migration_link(self):
+        """Certificates that name the hosts by hostname only (libvirt's
+        QEMU finds them in ``migrate_tls_x509_cert_dir``, the testbed's
+        qemu.conf): QEMU checks compute-b's against ``compute-b``.
+        """
+        self.assertEqual('DNS:compute-b',
+                         self.cloud.testbed.certificate_names(self.b))
+        with self.streams() as counter:
+            self.check_migration(testbed.MIGR_IF, native_tls(self.a),
+                                 native_tls(self.b), TLS_PLANE)
+        self.assertIn(TLS_CALL, self.node(self.a).log_text())
+        self.assertEqual(1, counter.peak)
+
+    def test_native_tls_with_parallel_connections(self):
+        with self.streams() as counter:
+            self.check_migration(
+                testbed.MIGR_IF, native_tls(self.a, parallel=PARALLEL),
+                native_tls(self.b, parallel=PARALLEL), TLS_PLANE)
+        self.assertIn(TLS_CALL, self.node(self.a).log_text())
+        self.assertEqual(1 + PARALLEL, counter.peak)
+
+    def test_parallel_connections_stream_over_the_migration_link(self):
+        """nova's multifd: the main stream and one per connection, all to
+        the migration IP.
+        """
+        with self.streams() as counter:
+            self.check_migration(
+                testbed.MIGR_IF, ipv4(self.a)._replace(parallel=PARALLEL),
+                ipv4(self.b)._replace(parallel=PARALLEL), IPV4_PLANE)
+        self.assertEqual(1 + PARALLEL, counter.peak)
+
+    def test_tunnelled_block_migration_is_refused_as_by_stock_nova(self):
+        """nova 34 still has ``live_migration_tunnelled`` (deprecated since
+        23.0.0), but tunnelled migration cannot copy local disks: nova
+        drops ``migrate_disks`` and ``VIR_MIGRATE_NON_SHARED_INC``, and
+        libvirt refuses to leave the unshared disk behind. These hosts
+        share no storage, so the tunnelled case migrates nothing.
+
+        The refusal has nothing to do with the plane, so nova's own
+        handling stands, as with stock computes and the same settings:
+        the server goes to ERROR (its guest still runs on the source,
+        intact), the migration record to ``error``, QEMU opens no stream,
+        and the plugin blames no address.
+        """
+        tunnelled = [ipv4(h)._replace(tunnelled=True) for h in (self.a,
+                                                                self.b)]
+        with self.logs_on_failure():
+            self.computes(*tunnelled)
+            server, checksum = self.boot(self.a)
+            with self.streams() as counter:
+                server, moved, seconds = self.live_migrate(server, self.b)
+            self.assertEqual(('ERROR', self.a.name),
+                             (server.status, server.compute_host))
+            self.assertEqual('error', self.last_migration(server).status)
+            self.assertEqual({checksum},
+                             set(self.guests.wait_for_checksums(server, 2)))
+            log = self.node(self.a).log_text()
+            self.assertIn('Unsafe migration: Migration without shared '
+                          'storage is unsafe', log)
+            self.assertNotIn('over the migration plane failed', log)
+            self.assertEqual(0, counter.peak)
+
+    def test_migration_networks_stream_over_the_migration_link(self):
+        """One configuration for both hosts, no my_live_migration_ip:
+        each advertises its own address in the networks.
+        """
+        spec = compute.Spec(True, migration_networks=MIGRATION_NETWORKS)
+        self.check_migration(testbed.MIGR_IF, spec, spec, IPV4_PLANE)
+        for host in (self.a, self.b):
+            self.assertIn(
+                'will stream to this host at %s' % host.migration_ipv4,
+                self.node(host).log_text())

@@ -17,9 +17,11 @@ console script with ``--config-file`` and ``--log-file``, in a clean
 environment (no ``OS_NOVA_DISABLE_EVENTLET_PATCHING``, nothing that
 changes nova's start-up). A :class:`Spec` says how: whether the plugin is
 installed (with pip, from this checkout, into the host's own venv) and
-configured in ``nova.conf``, with which ``my_live_migration_ip``, and in
-which of nova 34's concurrency modes (``[DEFAULT] concurrency_backend``;
-native threading is nova 34's default).
+configured in ``nova.conf``, with which ``my_live_migration_ip`` (or
+``migration_networks``), in which of nova 34's concurrency modes
+(``[DEFAULT] concurrency_backend``; native threading is nova 34's default),
+and with which libvirt migration transport (native TLS, tunnelled,
+parallel connections).
 
 Both hosts have the same ``instances_path``, each on its own storage: the
 host's private mount namespace bind-mounts a per-host directory there, so
@@ -30,7 +32,10 @@ rootwrap.
 """
 
 import collections
+from concurrent import futures
 import datetime
+import glob
+from importlib import metadata
 import os
 
 from tests.cloud import install
@@ -39,20 +44,29 @@ from tests.cloud.services import nova
 
 PLUGIN = 'nova-migration-net'
 
-Spec = collections.namedtuple('Spec', 'plugin migration_ip concurrency')
-Spec.__new__.__defaults__ = (False, None, None)
+Spec = collections.namedtuple(
+    'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
+    'migration_networks')
+Spec.__new__.__defaults__ = (False, None, None, False, False, None, None)
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
 ``migration_ip``: ``my_live_migration_ip``, or None for unset;
-``concurrency``: ``threading``, ``eventlet`` or None for nova's default.
+``concurrency``: ``threading``, ``eventlet`` or None for nova's default;
+``native_tls``: ``[libvirt] live_migration_with_native_tls``;
+``tunnelled``: ``[libvirt] live_migration_tunnelled``;
+``parallel``: ``[libvirt] live_migration_parallel_connections``, or None
+for nova's default (1);
+``migration_networks``: the plugin's ``[migration_net]
+migration_networks`` (with the plugin only), or None for unset.
 """
 
 STOCK = Spec()
 
 # What an operator adds to nova.conf for the plugin, as (section, option).
 PLUGIN_LINES = (('DEFAULT', 'config_source'), ('migration_net', 'driver'),
-                ('DEFAULT', 'my_live_migration_ip'))
+                ('DEFAULT', 'my_live_migration_ip'),
+                ('migration_net', 'migration_networks'))
 
 
 class Compute(base.Service):
@@ -68,6 +82,7 @@ class Compute(base.Service):
         self.spec = STOCK
         self.started_at = None
         self.starts = 0
+        self.wheel_installed = False
 
     @property
     def log(self):
@@ -78,22 +93,34 @@ class Compute(base.Service):
         return os.path.join(self.cloud.log_dir, self.name + '.out')
 
     def plugin_installed(self):
-        proc = base.subprocess.run(
-            [self.bin('pip', self.venv), 'show', '-q', PLUGIN],
-            stdout=base.subprocess.DEVNULL, stderr=base.subprocess.DEVNULL,
-            timeout=60, env=dict(base.BASE_ENV))
-        return proc.returncode == 0
+        """Whether the venv holds some build of the plugin (read from its
+        site-packages; ``pip show`` costs a second or more per restart).
+        """
+        site = glob.glob(os.path.join(self.venv, 'lib', 'python*',
+                                      'site-packages'))
+        return any(True for _ in metadata.distributions(name=PLUGIN,
+                                                        path=site))
 
     def install(self):
-        """Install or remove the plugin with pip, as ``spec`` says."""
-        if self.spec.plugin and not self.plugin_installed():
-            base.run(self.cloud.outside() + [
-                self.bin('pip', self.venv), 'install', '-q',
-                '--disable-pip-version-check', '-c', install.CONSTRAINTS,
+        """Install or remove the plugin with pip, as ``spec`` says.
+
+        The venv is cached across runs, so a build it already holds may be
+        an older checkout's: this cloud's first install replaces it with
+        this checkout's wheel.
+        """
+        pip = [self.bin('pip', self.venv), '-q', '--disable-pip-version-check']
+        installed = self.plugin_installed()
+        if self.spec.plugin and not installed:
+            base.run(self.cloud.outside() + pip + [
+                'install', '-c', install.CONSTRAINTS,
                 self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
-        elif not self.spec.plugin and self.plugin_installed():
-            base.run([self.bin('pip', self.venv), 'uninstall', '-q', '-y',
-                      PLUGIN])
+        elif self.spec.plugin and not self.wheel_installed:
+            base.run(self.cloud.outside() + pip + [
+                'install', '--force-reinstall', '--no-deps',
+                self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
+        elif not self.spec.plugin and installed:
+            base.run(pip + ['uninstall', '-y', PLUGIN])
+        self.wheel_installed = self.spec.plugin
 
     def configure(self):
         os.makedirs(self.etc, exist_ok=True)
@@ -123,26 +150,30 @@ class Compute(base.Service):
         self._configure_spec()
 
     def _configure_spec(self):
-        """The plugin's lines and the concurrency mode, as ``spec`` says:
-        the lines an operator adds to ``nova.conf`` to turn the plugin on.
+        """Every ``nova.conf`` line ``spec`` decides: the plugin's lines (an
+        operator's, to turn it on), the concurrency mode and the libvirt
+        migration transport. Unset lines are removed, so nova's defaults
+        hold.
         """
-        c, spec = self.conf, self.spec
-        if spec.plugin:
-            base.iniset(c, 'DEFAULT', 'config_source', 'migration_net')
-            base.iniset(c, 'migration_net', 'driver', 'nova_migration_net')
-        else:
-            base.iniunset(c, 'DEFAULT', 'config_source')
-            base.iniunset(c, 'migration_net', 'driver')
-        if spec.plugin and spec.migration_ip:
-            base.iniset(c, 'DEFAULT', 'my_live_migration_ip',
-                        spec.migration_ip)
-        else:
-            base.iniunset(c, 'DEFAULT', 'my_live_migration_ip')
-        if spec.concurrency:
-            base.iniset(c, 'DEFAULT', 'concurrency_backend',
-                        spec.concurrency)
-        else:
-            base.iniunset(c, 'DEFAULT', 'concurrency_backend')
+        spec = self.spec
+        plugin = spec.plugin
+        for section, option, value in (
+                ('DEFAULT', 'config_source', plugin and 'migration_net'),
+                ('migration_net', 'driver', plugin and 'nova_migration_net'),
+                ('DEFAULT', 'my_live_migration_ip',
+                 plugin and spec.migration_ip),
+                ('migration_net', 'migration_networks',
+                 plugin and spec.migration_networks),
+                ('DEFAULT', 'concurrency_backend', spec.concurrency),
+                ('libvirt', 'live_migration_with_native_tls',
+                 spec.native_tls),
+                ('libvirt', 'live_migration_tunnelled', spec.tunnelled),
+                ('libvirt', 'live_migration_parallel_connections',
+                 spec.parallel)):
+            if value:
+                base.iniset(self.conf, section, option, value)
+            else:
+                base.iniunset(self.conf, section, option)
 
     def start(self):
         # Each start gets fresh log files; the earlier ones are kept.
@@ -175,12 +206,7 @@ class Compute(base.Service):
 
     def restart(self, spec):
         """Stop, (un)install the plugin, reconfigure, start, wait up."""
-        self.stop()
-        self.spec = spec
-        self.install()
-        self._configure_spec()
-        self.start()
-        self.wait_up()
+        restart_all([(self, spec)])
 
     def log_text(self):
         with open(self.log, errors='replace') as f:
@@ -192,3 +218,22 @@ class Compute(base.Service):
 
     def logs(self):
         return [self.log, self.output]
+
+
+def restart_all(changes):
+    """Restart computes together; ``changes``: (compute, new spec) pairs.
+
+    All stop at once (each takes nova's graceful shutdown, about 5 s
+    here), then each is (un)installed, reconfigured and started, and only
+    then are all waited for.
+    """
+    with futures.ThreadPoolExecutor(max(1, len(changes))) as pool:
+        for stopped in [pool.submit(node.stop) for node, _ in changes]:
+            stopped.result()
+    for node, spec in changes:
+        node.spec = spec
+        node.install()
+        node._configure_spec()
+        node.start()
+    for node, _ in changes:
+        node.wait_up()
