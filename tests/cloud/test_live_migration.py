@@ -238,8 +238,12 @@ class TestLiveMigration(scenario.CloudTestCase):
             server, checksum = self.boot(self.a)
             with self.streams() as counter:
                 server, moved, seconds = self.live_migrate(server, self.b)
-            self.assertEqual(('ERROR', self.a.name),
-                             (server.status, server.compute_host))
+            # nova's rollback ends the task and the record first, and only
+            # then puts the server in ERROR.
+            server = base.wait_for(
+                'server %s in ERROR' % server.id,
+                lambda: self.in_error(server), 30, interval=0.5)
+            self.assertEqual(self.a.name, server.compute_host)
             self.assertEqual('error', self.last_migration(server).status)
             self.assertEqual({checksum},
                              set(self.guests.wait_for_checksums(server, 2)))
@@ -248,6 +252,11 @@ class TestLiveMigration(scenario.CloudTestCase):
                           'storage is unsafe', log)
             self.assertNotIn('over the migration plane failed', log)
             self.assertEqual(0, counter.peak)
+
+    def in_error(self, server):
+        """``server`` as nova has it now, if in ERROR."""
+        server = self.conn.compute.get_server(server)
+        return server if server.status == 'ERROR' else None
 
     def test_migration_networks_stream_over_the_migration_link(self):
         """One configuration for both hosts, no my_live_migration_ip:
