@@ -39,13 +39,15 @@ from tests.cloud.services import nova
 
 PLUGIN = 'nova-migration-net'
 
-Spec = collections.namedtuple('Spec', 'plugin migration_ip concurrency')
-Spec.__new__.__defaults__ = (False, None, None)
+Spec = collections.namedtuple('Spec',
+                              'plugin migration_ip concurrency libvirt')
+Spec.__new__.__defaults__ = (False, None, None, ())
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
 ``migration_ip``: ``my_live_migration_ip``, or None for unset;
-``concurrency``: ``threading``, ``eventlet`` or None for nova's default.
+``concurrency``: ``threading``, ``eventlet`` or None for nova's default;
+``libvirt``: more ``[libvirt]`` options, as ``((option, value), ...)``.
 """
 
 STOCK = Spec()
@@ -68,6 +70,7 @@ class Compute(base.Service):
         self.spec = STOCK
         self.started_at = None
         self.starts = 0
+        self._libvirt_options = ()
 
     @property
     def log(self):
@@ -143,6 +146,11 @@ class Compute(base.Service):
                         spec.concurrency)
         else:
             base.iniunset(c, 'DEFAULT', 'concurrency_backend')
+        for option in self._libvirt_options:
+            base.iniunset(c, 'libvirt', option)
+        for option, value in spec.libvirt:
+            base.iniset(c, 'libvirt', option, value)
+        self._libvirt_options = tuple(option for option, _ in spec.libvirt)
 
     def start(self):
         # Each start gets fresh log files; the earlier ones are kept.
