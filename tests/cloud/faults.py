@@ -47,6 +47,24 @@ def link_down(cloud, host, link=testbed.MIGR_IF):
     return lambda: host_run(cloud, host, 'ip', 'link', 'set', link, 'up')
 
 
+def tcp_retries(cloud, retries):
+    """Both hosts' TCP gives up on a silent peer after ``retries``
+    retransmissions (seconds, not the default 15 minutes).
+    """
+    old = {}
+    for host in cloud.testbed.hosts:
+        old[host] = host_run(cloud, host, 'sysctl', '-n',
+                             'net.ipv4.tcp_retries2').strip()
+        host_run(cloud, host, 'sysctl', '-qw',
+                 'net.ipv4.tcp_retries2=%d' % retries)
+
+    def restore():
+        for host, value in old.items():
+            host_run(cloud, host, 'sysctl', '-qw',
+                     'net.ipv4.tcp_retries2=%s' % value)
+    return restore
+
+
 def shape(cloud, host, rate, link=testbed.MIGR_IF):
     """What ``host`` sends on ``link`` at no more than ``rate``."""
     host_run(cloud, host, 'tc', 'qdisc', 'replace', 'dev', link, 'root',

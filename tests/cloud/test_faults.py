@@ -58,7 +58,8 @@ class FaultCase(scenario.CloudTestCase):
         return [compute.Spec(True, host.migration_ipv4, None, libvirt)
                 for host in (self.a, self.b)]
 
-    def measure(self, specs, before=None, during=None, rate=None):
+    def measure(self, specs, before=None, during=None, rate=None,
+                timeout=FAULT_TIMEOUT):
         """Boot on compute-a, strike (``before`` the API call, ``during``
         the migration), live-migrate to compute-b; the :class:`Outcome`.
         """
@@ -75,8 +76,7 @@ class FaultCase(scenario.CloudTestCase):
                 server, host=self.b.name, block_migration='auto')
             if during:
                 self.addCleanup(during(server))
-            server = self.wait_for_migration_end(server, self.b,
-                                                 FAULT_TIMEOUT)
+            server = self.wait_for_migration_end(server, self.b, timeout)
             outcome = self.outcome(server, source_log, libvirtd)
         print('%s:\n%s' % (self.id(), faults.as_json(outcome)))
         return outcome, checksum
@@ -166,7 +166,10 @@ class FaultCase(scenario.CloudTestCase):
                     self.cloud, self.a, 'virsh', '-c', 'qemu:///system',
                     'domstate', '--reason', server.instance_name), 60)
             return faults.link_down(self.cloud, self.b)
-        return self.measure(specs, during=switch_and_cut, rate=SLOW)
+        # Post-copy cannot be aborted: only TCP giving up ends it.
+        self.addCleanup(faults.tcp_retries(self.cloud, 3))
+        return self.measure(specs, during=switch_and_cut, rate=SLOW,
+                            timeout=90)
 
     def wait_streaming(self, server, mib=STREAMED_MIB):
         faults.wait_streaming(self.cloud, self.a, server.instance_name, mib)
