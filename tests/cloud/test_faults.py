@@ -169,7 +169,7 @@ class FaultCase(scenario.CloudTestCase):
         # Post-copy cannot be aborted: only TCP giving up ends it.
         self.addCleanup(faults.tcp_retries(self.cloud, 3))
         return self.measure(specs, during=switch_and_cut, rate=SLOW,
-                            timeout=90)
+                            timeout=30)
 
     def wait_streaming(self, server, mib=STREAMED_MIB):
         faults.wait_streaming(self.cloud, self.a, server.instance_name, mib)
