@@ -35,6 +35,7 @@ from oslo_utils import versionutils
 import psutil
 
 from nova_migration_net import addresses
+from nova_migration_net import failures
 from nova_migration_net import objects
 
 LOG = logging.getLogger(__name__)
@@ -156,13 +157,16 @@ class LiveMigration:
     hostname and :class:`LiveMigrationOperation` sends the data to the
     address (see :func:`plane_mode`).
 
-    When libvirt fails such a migration, nova's monitor has already rolled
-    it back (the guest runs here, the migration record is ``failed``), but
-    ``LibvirtDriver._live_migration`` re-raises libvirt's error and the
-    compute manager would then put the instance into ERROR. :meth:`error`
-    ends the call there instead, leaving nova's rollback as the outcome.
-    Failures of migrations that did not use the migration plane, and any
-    failure nova did not roll back, keep nova's own handling.
+    When libvirt cannot connect to the migration IP at all, nova's monitor
+    has already rolled the migration back (the guest runs here, whole, and
+    the migration record is ``failed``), but ``LibvirtDriver._live_migration``
+    re-raises libvirt's error and the compute manager would then put the
+    instance into ERROR. :meth:`error` ends the call there instead, leaving
+    nova's rollback as the outcome. Every other failure keeps nova's own
+    handling, ERROR included (see :mod:`nova_migration_net.failures`): one
+    after memory was sent, in post-copy, after an abort or a timeout action,
+    or not about the connection; the log names the migration IP only when
+    the plane may be the cause.
     """
 
     def pre(self, call):
@@ -227,25 +231,66 @@ class LiveMigration:
     def error(self, call, exc):
         migrate_data = call.arguments['migrate_data']
         address = objects.migration_ip_of(migrate_data)
-        if address is None or not _is_libvirt_error(exc):
+        mode = plane_mode(call.arguments['self'], address)
+        if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
             return False
+        libvirt = _libvirt()
+        if libvirt is None or not isinstance(exc, libvirt.libvirtError):
+            return False
+        kind = failures.classify(
+            exc, address, libvirt,
+            connection_to_address=mode == PLANE_CONNECT_ADDR)
+        if kind is None:
+            return False
+        dest, instance = call.arguments['dest'], call.arguments['instance']
         migration = (migrate_data.migration
                      if migrate_data.obj_attr_is_set('migration') else None)
-        # _rollback_live_migration sets 'failed' as its last step; any other
-        # status means nova did not finish rolling back.
-        if migration is None or migration.status != 'failed':
+        values = {'dest': dest, 'address': address, 'error': exc,
+                  'check': _CHECK % {'dest': dest, 'address': address}}
+        if kind == failures.TRANSPORT:
+            LOG.error('Live migration to %(dest)s over the migration plane '
+                      'failed on its connection to %(address)s, the '
+                      'destination\'s my_live_migration_ip (%(error)s); the '
+                      'migration plane may be the cause. Part of the '
+                      'instance may have been sent, so nova handles the '
+                      'failure as it does without nova-migration-net. '
+                      '%(check)s', values, instance=instance)
+            return False
+        if not _rolled_back_untouched(migration):
+            LOG.error('Live migration to %(dest)s over the migration plane '
+                      'failed: libvirt could not connect to %(address)s, '
+                      'the destination\'s my_live_migration_ip (%(error)s). '
+                      'nova did not report the migration rolled back before '
+                      'any memory was sent, so it handles the failure as it '
+                      'does without nova-migration-net. %(check)s', values,
+                      instance=instance)
             return False
         LOG.error('Live migration to %(dest)s over the migration plane '
-                  'failed: libvirt could not migrate to %(address)s, the '
-                  'destination\'s my_live_migration_ip (%(error)s). The '
-                  'migration was rolled back; the instance keeps running on '
-                  'this host. Check that %(address)s is assigned to an '
-                  'interface of %(dest)s, that this host can reach it '
-                  '(routes, firewall), and that libvirtd and the QEMU '
-                  'migration ports on %(dest)s accept connections on it.',
-                  {'dest': call.arguments['dest'], 'address': address,
-                   'error': exc}, instance=call.arguments['instance'])
+                  'failed: libvirt could not connect to %(address)s, the '
+                  'destination\'s my_live_migration_ip (%(error)s). No '
+                  'memory of the instance was sent and the migration was '
+                  'rolled back; the instance keeps running on this host. '
+                  '%(check)s', values, instance=instance)
         return True
+
+
+_CHECK = ('Check that %(address)s is assigned to an interface of %(dest)s, '
+          'that this host can reach it (routes, firewall), and that '
+          'libvirtd and the QEMU migration ports on %(dest)s accept '
+          'connections on it.')
+
+
+def _rolled_back_untouched(migration):
+    """Whether nova rolled ``migration`` back before any memory was sent.
+
+    ``_rollback_live_migration`` sets ``failed`` as its last step (an abort
+    or a timeout action ends in ``cancelled`` or ``error``), and nova's
+    monitor records the memory libvirt reported processed.
+    """
+    if migration is None or migration.status != 'failed':
+        return False
+    return not (migration.obj_attr_is_set('memory_processed') and
+                migration.memory_processed)
 
 
 def plane_mode(driver, address):
@@ -340,8 +385,7 @@ class LiveMigrationOperation:
                                               migrate_uri, dest)
 
 
-def _is_libvirt_error(exc):
-    # The driver module's libvirt: the real one, or nova's fake in tests.
+def _libvirt():
+    """The driver module's libvirt: the real one, or nova's fake in tests."""
     from nova.virt.libvirt import driver as libvirt_driver
-    libvirt = libvirt_driver.libvirt
-    return libvirt is not None and isinstance(exc, libvirt.libvirtError)
+    return libvirt_driver.libvirt

@@ -75,6 +75,30 @@ def stream_address(dconnuri, params):
     return urllib.parse.urlsplit(dconnuri).hostname, 16509
 
 
+def raise_if_unreachable(dconnuri, params, unreachable):
+    """Fail as libvirt 9 and QEMU 7.2 fail when a peer is in
+    ``unreachable``: libvirt connects to the destination's libvirtd first
+    (an RPC error), then QEMU opens its migration stream (a QEMU error,
+    libvirt's "job 'migration out' failed"), both before the job starts.
+    """
+    libvirtd = urllib.parse.urlsplit(dconnuri).hostname
+    if libvirtd in unreachable:
+        raise fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError,
+            "unable to connect to server at '%s:16509': No route to host"
+            % libvirtd,
+            error_code=fakelibvirt.VIR_ERR_SYSTEM_ERROR,
+            error_domain=fakelibvirt.VIR_FROM_RPC)
+    stream = stream_address(dconnuri, params)
+    if stream[0] in unreachable:
+        raise fakelibvirt.make_libvirtError(
+            fakelibvirt.libvirtError,
+            "operation failed: job 'migration out' failed: Failed to "
+            "connect to '%s:%d': No route to host" % stream,
+            error_code=fakelibvirt.VIR_ERR_OPERATION_FAILED,
+            error_domain=fakelibvirt.VIR_FROM_QEMU)
+
+
 class LiveMigrationCloud(libvirt_base.ServersTestBase,
                          integrated_helpers.InstanceHelperMixin):
     """Two computes, ``src`` and ``dest`` (``SOURCE``, ``DESTINATION``);
@@ -119,14 +143,7 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
     def _migrate_to_uri3(self, domain, dconnuri, params, flags):
         uuid = etree.fromstring(params['destination_xml']).find('./uuid').text
         self.migrate_calls.append(MigrateCall(uuid, dconnuri, params, flags))
-        stream = stream_address(dconnuri, params)
-        if stream[0] in self.unreachable:
-            raise fakelibvirt.make_libvirtError(
-                fakelibvirt.libvirtError,
-                "unable to connect to server at '%s:%d': No route to host"
-                % stream,
-                error_code=fakelibvirt.VIR_ERR_SYSTEM_ERROR,
-                error_domain=fakelibvirt.VIR_FROM_RPC)
+        raise_if_unreachable(dconnuri, params, self.unreachable)
         self.dest.driver._host.get_connection().createXML(
             params['destination_xml'],
             'fake-createXML-doesnt-care-about-flags')

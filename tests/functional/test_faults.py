@@ -89,9 +89,9 @@ class TestMigrationPlaneDown(FaultCloud):
                                'Live migration to dest over the migration '
                                'plane failed')
         self.assertEqual(1, len(lines), lines)
-        self.assertIn("libvirt could not migrate to 172.168.1.15, the "
+        self.assertIn("libvirt could not connect to 172.168.1.15, the "
                       "destination's my_live_migration_ip (unable to "
-                      "connect to server at '172.168.1.15:49152': No route "
+                      "connect to server at '172.168.1.15:16509': No route "
                       "to host)", lines[0])
         self.assertIn('Check that 172.168.1.15 is assigned to an interface '
                       'of dest', lines[0])

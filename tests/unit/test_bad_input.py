@@ -375,8 +375,9 @@ class TestLiveMigrationError(test.NoDBTestCase):
         if exc is None:
             exc = fakelibvirt.make_libvirtError(
                 fakelibvirt.libvirtError,
-                "unable to connect to server at '172.168.1.15:49152': No "
-                "route to host")
+                "unable to connect to server at '172.168.1.15:16509': No "
+                "route to host", error_code=fakelibvirt.VIR_ERR_SYSTEM_ERROR,
+                error_domain=fakelibvirt.VIR_FROM_RPC)
         original = libvirt_driver.LibvirtDriver.live_migration.__wrapped__
         call = inspect.signature(original).bind(
             None, self.ctxt, self.instance, 'dest', None, None, False, data)
@@ -387,8 +388,13 @@ class TestLiveMigrationError(test.NoDBTestCase):
         self.assertIs(True, self.error(self.data()))
         self.assertIn('ERROR [nova_migration_net.hooks] Live migration to '
                       'dest over the migration plane failed: libvirt could '
-                      'not migrate to 172.168.1.15',
+                      'not connect to 172.168.1.15',
                       self.stdlog.logger.output)
+
+    def test_failure_after_memory_was_sent_keeps_nova_handling(self):
+        data = self.data()
+        data.migration.memory_processed = 4096
+        self.assertFalse(self.error(data))
 
     def test_failure_nova_did_not_roll_back_keeps_nova_handling(self):
         for status in ('running', 'error', 'completed', 'cancelled'):
@@ -407,5 +413,6 @@ class TestLiveMigrationError(test.NoDBTestCase):
         data = self.data()
         del data.migration
         self.assertFalse(self.error(data))
-        self.assertNotIn('nova_migration_net', self.stdlog.logger.output
-                         .replace('nova_migration_net.activation', ''))
+        self.assertIn('nova did not report the migration rolled back before '
+                      'any memory was sent', self.stdlog.logger.output)
+        self.assertNotIn('keeps running', self.stdlog.logger.output)
