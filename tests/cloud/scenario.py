@@ -143,10 +143,15 @@ class CloudTestCase(unittest.TestCase):
         """Run compute-a and compute-b with these specs, restarting those
         that differ or died; check how each started.
         """
+        restarted = []
         for host, spec in ((self.a, spec_a), (self.b, spec_b)):
             node = self.node(host)
             if node.spec != spec or not node.daemon.alive():
-                node.restart(spec)
+                node.restart(spec, wait=False)
+                restarted.append(node)
+        # Both start at once, then each must come up.
+        for node in restarted:
+            node.wait_up()
         for host in (self.a, self.b):
             self.assertCleanStartUp(self.node(host))
 

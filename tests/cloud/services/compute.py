@@ -181,14 +181,17 @@ class Compute(base.Service):
                             if h.name == self.host.name]
         base.wait_for('%s up' % self.name, up, timeout, interval=1)
 
-    def restart(self, spec):
-        """Stop, (un)install the plugin, reconfigure, start, wait up."""
+    def restart(self, spec, wait=True):
+        """Stop, (un)install the plugin, reconfigure, start; ``wait`` up
+        (else the caller calls :meth:`wait_up`).
+        """
         self.stop()
         self.spec = spec
         self.install()
         self._configure_spec()
         self.start()
-        self.wait_up()
+        if wait:
+            self.wait_up()
 
     def log_text(self):
         with open(self.log, errors='replace') as f:
