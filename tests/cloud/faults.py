@@ -73,6 +73,28 @@ def shape(cloud, host, rate, link=testbed.MIGR_IF):
                             'root')
 
 
+def domstate(cloud, host, domain):
+    """``state (reason)`` of ``domain`` on ``host``'s libvirt, or None
+    when it has no such domain.
+    """
+    proc = base.subprocess.run(
+        cloud.nsenter(host) + ['virsh', '-c', 'qemu:///system', 'domstate',
+                               '--reason', domain],
+        stdout=base.subprocess.PIPE, stderr=base.subprocess.DEVNULL,
+        text=True, timeout=60, env=dict(base.BASE_ENV))
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def destroy(cloud, host, domain):
+    """Destroy and undefine ``domain`` on ``host``, if it is there."""
+    for verb in ('destroy', 'undefine'):
+        base.subprocess.run(
+            cloud.nsenter(host) + ['virsh', '-c', 'qemu:///system', verb,
+                                   domain],
+            stdout=base.subprocess.DEVNULL, stderr=base.subprocess.DEVNULL,
+            timeout=60, env=dict(base.BASE_ENV))
+
+
 def domains(cloud, host):
     """``{domain name: state}`` of the libvirt on ``host``."""
     out = host_run(cloud, host, 'virsh', '-c', 'qemu:///system', 'list',
@@ -156,6 +178,14 @@ def allocations(conn, consumer):
                          microversion=PLACEMENT_MICROVERSION).json()
     return {names.get(rp, rp): alloc['resources']
             for rp, alloc in held['allocations'].items()}
+
+
+def delete_allocations(conn, consumer):
+    """Remove what ``consumer`` holds in placement (none: nothing)."""
+    response = conn.placement.delete('/allocations/%s' % consumer,
+                                     microversion=PLACEMENT_MICROVERSION)
+    if response.status_code not in (204, 404):
+        response.raise_for_status()
 
 
 class LogMark:
