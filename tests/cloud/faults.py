@@ -226,7 +226,7 @@ Outcome = collections.namedtuple('Outcome', [
     'status', 'vm_state', 'task_state', 'nova_host', 'running_on',
     'domains', 'source_job', 'migration', 'server_allocations',
     'migration_allocations', 'checksums', 'failure', 'libvirtd_errors',
-    'plugin_problems'])
+    'plugin_problems', 'rpc_timeouts'])
 Outcome.__doc__ = """What a fault left, as nova, placement, libvirt and
 the source's logs say it.
 
@@ -236,7 +236,9 @@ source libvirt's migration job of it, once nova is done; ``checksums``:
 those the guest wrote since, where it runs; ``failure``: what nova's
 source logged as ``Live Migration failure``; ``libvirtd_errors``: the
 source libvirtd's error lines meanwhile; ``plugin_problems``: the plugin's
-WARNING and ERROR lines in the source's log.
+WARNING and ERROR lines in the source's log; ``rpc_timeouts``: its
+WARNING and ERROR lines about an RPC reply that never came
+(``MessagingTimeout``).
 """
 
 # What two outcomes of the same fault must share to count as the same.

@@ -24,9 +24,13 @@ plugin's does (``my_live_migration_ip``, IPv4, on both hosts). A short
 first); :class:`TestFaultsWithPlugin` measures the plugin and asserts the
 issue's outcomes: after the migration link was down from the start, the
 server ACTIVE on the source; after every other fault, what stock gave,
-provided nothing is lost and nova names the host the guest runs on.
-Every outcome is printed as JSON for the measured table. The faults
-cannot model a partial network failure (one direction, some packets).
+provided nothing is lost and nova names the host the guest runs on
+(post-copy, which nova 34 never ends: the same stuck state). Every
+outcome is printed as JSON for the measured table
+(``doc/source/faults-measured.inc``). The cuts lower TCP's retries so
+that a cut connection fails in seconds. The post-copy fault runs only
+with ``NOVA_MIGRATION_NET_CLOUD_SLOW=1``. The faults cannot model a
+partial network failure (one direction, some packets).
 """
 
 import os
@@ -51,11 +55,11 @@ POST_COPY_SETTLE = 5
 # How long nova's view of a server must stay still to count as the end.
 SETTLE = 2
 
-# Post-copy costs a restart of compute-a each way and about a minute in
+# Post-copy costs a restart of compute-a each way and about 90 s in
 # all: only when asked for.
 SLOW = os.environ.get('NOVA_MIGRATION_NET_CLOUD_SLOW') == '1'
 slow = unittest.skipUnless(
-    SLOW, 'post-copy fault (about 80 s, two restarts of compute-a): set '
+    SLOW, 'post-copy fault (about 90 s, two restarts of compute-a): set '
     'NOVA_MIGRATION_NET_CLOUD_SLOW=1 to run it')
 
 # The stock outcomes measured in this process, by fault.
@@ -152,7 +156,9 @@ class FaultCase(scenario.CloudTestCase):
             libvirtd_errors=[line for line in libvirtd.new().splitlines()
                              if ': error : ' in line],
             plugin_problems=[line for logger, line in faults.problems(new)
-                             if logger.startswith('nova_migration_net')])
+                             if logger.startswith('nova_migration_net')],
+            rpc_timeouts=[line for _, line in faults.problems(new)
+                          if 'MessagingTimeout' in line])
 
     def settled(self, server, quiet=SETTLE, timeout=30):
         """``server`` once nova's API shows it unchanged for ``quiet``
@@ -397,11 +403,39 @@ class TestFaultsWithPlugin(FaultCase):
         # line says the migration plane "may be the cause".
 
     def test_4_rabbitmq_restart(self):
+        """Completed as stock; unless nova lost an RPC reply in the
+        restart (either side): then nova's own outcome for that, measured.
+        """
         outcome, checksum = self.rabbitmq_restart(self.plugin_specs())
-        self.assertIn(outcome.migration, ('completed', 'failed'))
-        self.assertNotEqual('ERROR', outcome.status)
-        self.assertAsStock('rabbitmq_restart', outcome, checksum)
         self.assertNoPlaneBlamed(outcome)
+        stock = STOCK.get('rabbitmq_restart')
+        if stock is None or not (stock.rpc_timeouts or outcome.rpc_timeouts):
+            self.assertAsStock('rabbitmq_restart', outcome, checksum)
+            self.assertEqual(('ACTIVE', 'completed'),
+                             (outcome.status, outcome.migration))
+            return
+        for seen in (stock, outcome):
+            if seen.rpc_timeouts:
+                self.assertLostReply(seen)
+            else:
+                self.assertEqual(
+                    ('ACTIVE', 'completed', self.b.name),
+                    (seen.status, seen.migration, seen.nova_host),
+                    faults.as_json(seen))
+        if not outcome.rpc_timeouts:
+            self.assertNothingLost(outcome, checksum)
+
+    def assertLostReply(self, outcome):
+        """What nova 34 leaves when its migration monitor's RPC reply was
+        lost in the restart (a MessagingTimeout 60 s later): libvirt
+        finished the migration, nova never ran its post-migration steps.
+        """
+        self.assertEqual(
+            ('ERROR', self.a.name, [self.b.name], 'error', [self.b.name],
+             [self.a.name]),
+            (outcome.status, outcome.nova_host, outcome.running_on,
+             outcome.migration, outcome.server_allocations,
+             outcome.migration_allocations), faults.as_json(outcome))
 
     @slow
     def test_5_post_copy_link_cut(self):
