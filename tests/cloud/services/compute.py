@@ -46,8 +46,9 @@ PLUGIN = 'nova-migration-net'
 
 Spec = collections.namedtuple(
     'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
-    'migration_networks')
-Spec.__new__.__defaults__ = (False, None, None, False, False, None, None)
+    'migration_networks libvirt')
+Spec.__new__.__defaults__ = (False, None, None, False, False, None, None,
+                             ())
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
@@ -59,6 +60,7 @@ Spec.__doc__ = """How a nova-compute runs.
 for nova's default (1);
 ``migration_networks``: the plugin's ``[migration_net]
 migration_networks`` (with the plugin only), or None for unset.
+``libvirt``: more ``[libvirt]`` options, as ``((option, value), ...)``.
 """
 
 STOCK = Spec()
@@ -83,6 +85,7 @@ class Compute(base.Service):
         self.started_at = None
         self.starts = 0
         self.wheel_installed = False
+        self._libvirt_options = ()
 
     @property
     def log(self):
@@ -174,6 +177,11 @@ class Compute(base.Service):
                 base.iniset(self.conf, section, option, value)
             else:
                 base.iniunset(self.conf, section, option)
+        for option in self._libvirt_options:
+            base.iniunset(self.conf, 'libvirt', option)
+        for option, value in spec.libvirt:
+            base.iniset(self.conf, 'libvirt', option, value)
+        self._libvirt_options = tuple(option for option, _ in spec.libvirt)
 
     def start(self):
         # Each start gets fresh log files; the earlier ones are kept.
