@@ -43,8 +43,21 @@ def host_run(cloud, host, *cmd):
 
 
 def link_down(cloud, host, link=testbed.MIGR_IF):
+    """Take ``link`` down on ``host``; the function that brings it back.
+
+    Linux drops an interface's static IPv6 addresses when it goes down
+    unless ``keep_addr_on_down`` is set, so it is for the fault: the link
+    comes back as it was, IPv6 migration address included.
+    """
+    keep = 'net.ipv6.conf.%s.keep_addr_on_down' % link
+    old = host_run(cloud, host, 'sysctl', '-n', keep).strip()
+    host_run(cloud, host, 'sysctl', '-qw', '%s=1' % keep)
     host_run(cloud, host, 'ip', 'link', 'set', link, 'down')
-    return lambda: host_run(cloud, host, 'ip', 'link', 'set', link, 'up')
+
+    def restore():
+        host_run(cloud, host, 'ip', 'link', 'set', link, 'up')
+        host_run(cloud, host, 'sysctl', '-qw', '%s=%s' % (keep, old))
+    return restore
 
 
 def tcp_retries(cloud, retries):

@@ -454,7 +454,7 @@ class TestFaultsWithPlugin(FaultCase):
         """
         with self.logs_on_failure():
             self.computes(self.plugin_specs()[0],
-                          compute.Spec(True, None, None, FAST))
+                          compute.Spec(True, None, None, libvirt=FAST))
             server, checksum = self.boot(self.a)
             self.addCleanup(faults.link_down(self.cloud, self.b))
             server, moved, _ = self.live_migrate(server, self.b)
