@@ -243,8 +243,6 @@ class LiveMigration:
         if kind is None:
             return False
         dest, instance = call.arguments['dest'], call.arguments['instance']
-        migration = (migrate_data.migration
-                     if migrate_data.obj_attr_is_set('migration') else None)
         values = {'dest': dest, 'address': address, 'error': exc,
                   'check': _CHECK % {'dest': dest, 'address': address}}
         if kind == failures.TRANSPORT:
@@ -257,6 +255,8 @@ class LiveMigration:
                       'failure as it does without nova-migration-net. '
                       '%(check)s', values, instance=instance)
             return False
+        migration = (migrate_data.migration
+                     if migrate_data.obj_attr_is_set('migration') else None)
         if not _rolled_back_untouched(migration):
             LOG.error('Live migration to %(dest)s over the migration plane '
                       'failed: libvirt could not connect to %(address)s, '
@@ -284,9 +284,11 @@ _CHECK = ('Check that %(address)s is assigned to an interface of %(dest)s, '
 def _rolled_back_untouched(migration):
     """Whether nova rolled ``migration`` back before any memory was sent.
 
-    ``_rollback_live_migration`` sets ``failed`` as its last step (an abort
-    or a timeout action ends in ``cancelled`` or ``error``), and nova's
-    monitor records the memory libvirt reported processed.
+    ``_rollback_live_migration`` sets ``failed`` as its last step (any
+    other status means it did not finish), and nova's monitor records the
+    memory libvirt reported processed. An aborted migration's rollback
+    ends in ``failed`` too, as libvirt reports no job once it is over: the
+    error's kind, not this status, leaves aborts to nova.
     """
     if migration is None or migration.status != 'failed':
         return False

@@ -91,12 +91,17 @@ def raise_if_unreachable(dconnuri, params, unreachable):
             error_domain=fakelibvirt.VIR_FROM_RPC)
     stream = stream_address(dconnuri, params)
     if stream[0] in unreachable:
-        raise fakelibvirt.make_libvirtError(
-            fakelibvirt.libvirtError,
-            "operation failed: job 'migration out' failed: Failed to "
-            "connect to '%s:%d': No route to host" % stream,
-            error_code=fakelibvirt.VIR_ERR_OPERATION_FAILED,
-            error_domain=fakelibvirt.VIR_FROM_QEMU)
+        raise qemu_migration_error(
+            "Failed to connect to '%s:%d': No route to host" % stream)
+
+
+def qemu_migration_error(reason):
+    """libvirt's error when QEMU's outgoing migration job failed."""
+    return fakelibvirt.make_libvirtError(
+        fakelibvirt.libvirtError,
+        "operation failed: job 'migration out' failed: %s" % reason,
+        error_code=fakelibvirt.VIR_ERR_OPERATION_FAILED,
+        error_domain=fakelibvirt.VIR_FROM_QEMU)
 
 
 class LiveMigrationCloud(libvirt_base.ServersTestBase,

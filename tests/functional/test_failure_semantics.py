@@ -27,6 +27,7 @@ running, runs force-complete and its timeout actions against it, and the
 API's abort reaches ``abortJob``.
 """
 
+import functools
 import threading
 import time
 
@@ -34,34 +35,29 @@ import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 
 from tests import fixtures as mn_fixtures
+from tests.functional import cloud
 from tests.functional import test_faults
 
 IPV4 = test_faults.IPV4
 PLANE_FAILED = 'Live migration to dest over the migration plane'
+# Each a new libvirtError, as libvirt raises it.
 # What a running migration fails with once it is aborted, as measured on
 # the real cloud tier (libvirt 9.0, QEMU 7.2): QEMU closes the stream.
-ABORTED = ("operation failed: job 'migration out' failed: Unable to write "
-           "to socket: Broken pipe", fakelibvirt.VIR_ERR_OPERATION_FAILED,
-           fakelibvirt.VIR_FROM_QEMU)
+ABORTED = functools.partial(cloud.qemu_migration_error,
+                            'Unable to write to socket: Broken pipe')
 # A stream cut after QEMU had sent memory.
-CONNECTION_RESET = ("operation failed: job 'migration out' failed: Unable "
-                    "to write to socket: Connection reset by peer",
-                    fakelibvirt.VIR_ERR_OPERATION_FAILED,
-                    fakelibvirt.VIR_FROM_QEMU)
+CONNECTION_RESET = functools.partial(
+    cloud.qemu_migration_error,
+    'Unable to write to socket: Connection reset by peer')
 # Failures that have nothing to do with the network.
-HOSTDEV = ('Requested operation is not valid: domain has assigned non-USB '
-           'host devices', fakelibvirt.VIR_ERR_OPERATION_INVALID,
-           fakelibvirt.VIR_FROM_QEMU)
-CERTIFICATE = ("operation failed: job 'migration out' failed: Certificate "
-               "does not match the hostname 172.168.1.15",
-               fakelibvirt.VIR_ERR_OPERATION_FAILED,
-               fakelibvirt.VIR_FROM_QEMU)
-
-
-def libvirt_error(message, code, domain):
-    return fakelibvirt.make_libvirtError(
-        fakelibvirt.libvirtError, message, error_code=code,
-        error_domain=domain)
+HOSTDEV = functools.partial(
+    fakelibvirt.make_libvirtError, fakelibvirt.libvirtError,
+    'Requested operation is not valid: domain has assigned non-USB host '
+    'devices', error_code=fakelibvirt.VIR_ERR_OPERATION_INVALID,
+    error_domain=fakelibvirt.VIR_FROM_QEMU)
+CERTIFICATE = functools.partial(
+    cloud.qemu_migration_error,
+    'Certificate does not match the hostname 172.168.1.15')
 
 
 class Job:
@@ -118,10 +114,11 @@ class RunningMigrationCloud(test_faults.FaultCloud):
     def _running_job(self, domain):
         job = self.jobs.get(domain.UUIDString())
         if job is None or job.end.is_set():
-            raise libvirt_error('Requested operation is not valid: no job '
-                                'is active on the domain',
-                                fakelibvirt.VIR_ERR_OPERATION_INVALID,
-                                fakelibvirt.VIR_FROM_QEMU)
+            raise fakelibvirt.make_libvirtError(
+                fakelibvirt.libvirtError,
+                'Requested operation is not valid: no job is active on the '
+                'domain', error_code=fakelibvirt.VIR_ERR_OPERATION_INVALID,
+                error_domain=fakelibvirt.VIR_FROM_QEMU)
         return job
 
     def _abort_job(self, domain):
@@ -132,19 +129,18 @@ class RunningMigrationCloud(test_faults.FaultCloud):
 
     def _migrate_to_uri3(self, domain, dconnuri, params, flags):
         uuid = domain.UUIDString()
-        self.migrate_calls.append(test_faults.cloud.MigrateCall(
+        self.migrate_calls.append(cloud.MigrateCall(
             uuid, dconnuri, params, flags))
-        test_faults.cloud.raise_if_unreachable(dconnuri, params,
-                                               self.unreachable)
+        cloud.raise_if_unreachable(dconnuri, params, self.unreachable)
         job = self.jobs[uuid] = Job(domain)
         domain._job_type = fakelibvirt.VIR_DOMAIN_JOB_UNBOUNDED
         while not job.end.wait(0.05):
             if job.aborted.is_set():
-                job.failure = libvirt_error(*ABORTED)
+                job.failure = ABORTED()
                 break
             if job.post_copy.is_set() or job.paused():
                 if self.FAIL_AFTER_SWITCH:
-                    job.failure = libvirt_error(*self.FAIL_AFTER_SWITCH)
+                    job.failure = self.FAIL_AFTER_SWITCH()
                 break
         job.end.set()
         if job.failure is not None:
@@ -157,7 +153,7 @@ class RunningMigrationCloud(test_faults.FaultCloud):
 
     def fail_job(self, server, error):
         job = self.wait_for_job(server)
-        job.failure = libvirt_error(*error)
+        job.failure = error()
         job.end.set()
 
     def complete_job(self, server):
