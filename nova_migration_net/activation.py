@@ -202,8 +202,15 @@ def incompatibilities(driver_cls, hook_names):
             problems.append('LibvirtDriver.%s(%s) instead of (%s)'
                             % (name, ', '.join(found), ', '.join(expected)))
     from nova_migration_net import objects
-    if 'target_connect_addr' not in objects.StockLibvirtLiveMigrateData.fields:
+    stock = objects.StockLibvirtLiveMigrateData
+    if 'target_connect_addr' not in stock.fields:
         problems.append('LibvirtLiveMigrateData has no target_connect_addr')
+    if not objects.can_label(stock.VERSION):
+        problems.append(
+            'LibvirtLiveMigrateData is version %s, a stable-branch version; '
+            'the plugin\'s %s would be read as stock by no nova, so hosts '
+            'without the plugin would need a backport'
+            % (stock.VERSION, objects.plugin_version(stock.VERSION)))
     return problems
 
 

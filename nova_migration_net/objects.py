@@ -14,18 +14,30 @@
 
 The plugin's object keeps nova's object name and extends the installed nova's
 ``LibvirtLiveMigrateData`` with one nullable field, ``migration_ip``. Its
-version is the stock version with a third part, ``<stock X.Y>.1`` (``1.14.1``
+version is a stock version with a third part, ``<stock X.Y>.1`` (``1.14.1``
 on nova 34):
 
 * nova's ``NovaObjectSerializer`` reads an ``X.Y.Z`` version it does not know
   as ``X.Y`` without asking the conductor for a backport, so a process without
   the plugin reads the object as its own stock version and ignores the field;
-* nova only ever bumps the minor part, so the label never collides with a
-  future stock version, and it follows the installed nova by construction.
+* nova only ever bumps the minor part of this object, so the label never
+  collides with a future stock version. A stock version that has a third
+  part itself (a stable-branch backport) would make the label four parts,
+  which nova cannot strip: :mod:`nova_migration_net.activation` refuses to
+  activate on such a nova.
+
+The destination answers in the version the source spoke: the stock object
+it got from the source, with the source's stock version, plus the field
+(``1.13.1`` to a source on a nova whose stock version is ``1.13``). So the
+stock part is made compatible by nova's own code, as between stock hosts,
+and no conductor backport is needed that stock nova would not need. Across
+releases the reader must then know the plugin versions of older stock
+versions: :func:`register` adds one alias class per older minor, so
+``1.13.1`` is read as this class, not as the stock class it is compatible
+with.
 
 Only objects that carry a migration IP are of this class: a destination with
-``my_live_migration_ip`` unset hands nova the stock class, stock version,
-byte for byte.
+``my_live_migration_ip`` unset hands nova the stock object, byte for byte.
 """
 
 import netaddr
@@ -67,6 +79,18 @@ class MigrationIPAddressField(fields.AutoTypedField):
     AUTO_TYPE = MigrationIPAddress()
 
 
+def plugin_version(stock_version):
+    """The plugin's label for ``stock_version``: ``<X.Y>.PLUGIN_VERSION``."""
+    return '%s.%d' % (stock_version, PLUGIN_VERSION)
+
+
+def can_label(stock_version):
+    """Whether :func:`plugin_version` of ``stock_version`` is one nova
+    strips back to ``stock_version`` (only ``X.Y.Z`` loses its third part).
+    """
+    return stock_version.count('.') == 1
+
+
 @nova_base.NovaObjectRegistry.register_if(False)
 class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
     """Stock live migration data plus the destination's migration IP.
@@ -76,7 +100,7 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
     """
 
     # Version <stock>.1: Added migration_ip
-    VERSION = '%s.%d' % (StockLibvirtLiveMigrateData.VERSION, PLUGIN_VERSION)
+    VERSION = plugin_version(StockLibvirtLiveMigrateData.VERSION)
 
     fields = dict(StockLibvirtLiveMigrateData.fields,
                   migration_ip=MigrationIPAddressField(nullable=True))
@@ -100,8 +124,15 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
         copy serializes like the original plus one field. The values are
         the stock object's, already coerced by the same field definitions,
         so they are copied as stored, not set again field by field.
+
+        The copy's version is the stock object's own plus the plugin's
+        part: an object read from an older source keeps that source's
+        stock version (oslo.versionedobjects sets it on the instance), so
+        the answer is one the source reads without a backport.
         """
         obj = cls()
+        if can_label(stock.VERSION):
+            obj.VERSION = plugin_version(stock.VERSION)
         obj._context = stock._context
         for name in stock.fields:
             attr = nova_base.get_attrname(name)
@@ -126,27 +157,53 @@ def migration_ip_of(migrate_data):
     return None
 
 
+def _aliases():
+    """One class per stock minor older than the installed one.
+
+    ``1.0.1`` up to ``<X.Y-1>.1``: the versions a plugin on an older nova
+    writes. Each is this class under another version, so that
+    oslo.versionedobjects' exact match picks it; without it, ``1.13.1`` is
+    compatible with stock ``1.14`` and is read as stock. Empty on a nova
+    whose stock version the plugin cannot label (the plugin refuses to
+    activate there).
+    """
+    if not can_label(StockLibvirtLiveMigrateData.VERSION):
+        return []
+    major, minor = versionutils.convert_version_to_tuple(
+        StockLibvirtLiveMigrateData.VERSION)
+    return [type(LibvirtLiveMigrateData.__name__, (LibvirtLiveMigrateData,),
+                 {'VERSION': plugin_version('%d.%d' % (major, older)),
+                  '__module__': __name__,
+                  '__doc__': LibvirtLiveMigrateData.__doc__})
+            for older in range(minor - 1, -1, -1)]
+
+
+ALIASES = _aliases()
+
+
 def register():
     """Make the object known to nova's RPC deserializer. Idempotent.
 
-    The class goes into the registry *behind* the stock class of the same
-    name. An exact version match picks a class first, so ``1.14`` primitives
-    stay stock and ``1.14.1`` ones become this class; any other version is
-    resolved, and version manifests are built, from the stock class as on a
-    host without the plugin. ``nova.objects.LibvirtLiveMigrateData`` keeps
-    pointing to the stock class, so nova builds stock objects.
+    The class, then its aliases, go into the registry *behind* the stock
+    class of the same name. An exact version match picks a class first, so
+    ``1.14`` primitives stay stock and ``1.14.1`` (or ``1.13.1``) ones
+    become this class; any other version is resolved, and version
+    manifests are built, from the stock class as on a host without the
+    plugin. ``nova.objects.LibvirtLiveMigrateData`` keeps pointing to the
+    stock class, so nova builds stock objects.
     """
     classes = ovo_base.VersionedObjectRegistry.obj_classes()[
         LibvirtLiveMigrateData.obj_name()]
     if LibvirtLiveMigrateData in classes:
         return
-    classes.insert(classes.index(StockLibvirtLiveMigrateData) + 1,
-                   LibvirtLiveMigrateData)
+    at = classes.index(StockLibvirtLiveMigrateData) + 1
+    classes[at:at] = [LibvirtLiveMigrateData] + ALIASES
 
 
 def unregister():
     """Undo :func:`register`. Idempotent."""
     classes = ovo_base.VersionedObjectRegistry.obj_classes()[
         LibvirtLiveMigrateData.obj_name()]
-    if LibvirtLiveMigrateData in classes:
-        classes.remove(LibvirtLiveMigrateData)
+    for cls in [LibvirtLiveMigrateData] + ALIASES:
+        if cls in classes:
+            classes.remove(cls)

@@ -206,3 +206,18 @@ class UnknownNovaFixture(fixtures.Fixture):
         self.addCleanup(setattr, driver_cls, 'live_migration',
                         driver_cls.live_migration)
         driver_cls.live_migration = live_migration
+
+
+class StableBranchNovaFixture(fixtures.Fixture):
+    """A nova whose stock ``LibvirtLiveMigrateData`` is ``1.14.1``.
+
+    oslo.versionedobjects reserves the third part for stable-branch
+    backports; no nova has shipped one for this object yet.
+    """
+
+    def _setUp(self):
+        from nova_migration_net import objects
+        stock = objects.StockLibvirtLiveMigrateData
+        self.useFixture(fixtures.MonkeyPatch(
+            '%s.%s.VERSION' % (stock.__module__, stock.__name__),
+            stock.VERSION + '.1'))

@@ -122,9 +122,11 @@ def live_migrate(source, dest, conductor):
     # conductor -> source: live_migration; source -> dest:
     # pre_live_migration, whose result goes back to the source.
     data = source.call('relay', data, **kw)
+    sent_version = data['nova_object.version']
     data = dest.call('pre_live_migration', data, **kw)
     uris = source.call('live_migration', data, **kw)
     uris['backports'] = len(backports)
+    uris['sent_version'] = sent_version
     uris['reply_version'] = data['nova_object.version']
     return uris
 
@@ -235,10 +237,13 @@ class TestNovaUpgrade(PeersTestCase):
     """Hosts on two nova releases, as during a nova upgrade.
 
     The conductor runs the newer release, as nova's upgrade order requires.
-    The live migration data crosses releases in both directions; whatever
-    the mix, the migration goes ahead, on the hostname: a plugin object of
-    one release is read as the stock object of the other (its version
-    differs in more than the third part).
+    The live migration data crosses releases in both directions. With the
+    plugin on both computes and the option set on the destination, the
+    migration streams to the migration IP whatever the conductor, also
+    when the releases' stock versions of the object differ (nova 32 and
+    34: a model of the next stock bump); otherwise on the hostname. The
+    destination answers in the version the source sent, and no mix asks
+    the conductor for more backports than the same mix of stock hosts.
     """
 
     @classmethod
@@ -273,6 +278,7 @@ class TestNovaUpgrade(PeersTestCase):
 
     def test_data_crosses_releases_both_ways(self):
         older = 'this' if self.newer == 'other' else 'other'
+        stock_backports = {}
         for (source_release, dest_release), source, dest, conductor, option \
                 in itertools.product(((older, self.newer),
                                       (self.newer, older)),
@@ -288,14 +294,20 @@ class TestNovaUpgrade(PeersTestCase):
                 self.peers[(source_release, source, False)],
                 self.peers[(dest_release, dest, option)],
                 self.peers[(self.newer, conductor, False)])
-            self.assertEqual('qemu+tcp://dest/system', uris['dconnuri'],
+            plane = source == dest == 'plugin' and option
+            address = MIGRATION_IP if plane else 'dest'
+            self.assertEqual('qemu+tcp://%s/system' % address,
+                             uris['dconnuri'], case)
+            self.assertEqual('tcp://%s' % address if plane else None,
+                             uris['migrate_uri'], case)
+            self.assertEqual(
+                uris['sent_version'] + ('.1' if dest == 'plugin' and option
+                                        else ''),
+                uris['reply_version'], case)
+            # Stock hosts come first in the product: their count is known
+            # before any mix with the plugin.
+            direction = (source_release, dest_release)
+            if source == dest == conductor == 'stock':
+                stock_backports.setdefault(direction, uris['backports'])
+            self.assertEqual(stock_backports[direction], uris['backports'],
                              case)
-            self.assertIsNone(uris['migrate_uri'], case)
-            # The data keeps the version of the host that created it, the
-            # destination. When that is the newer release, the older source
-            # cannot read it and asks the conductor for a backport, as in
-            # any nova upgrade.
-            if dest_release == self.newer:
-                self.assertGreater(uris['backports'], 0, case)
-            else:
-                self.assertEqual(0, uris['backports'], case)

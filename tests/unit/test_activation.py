@@ -129,8 +129,8 @@ class TestActivation(test.NoDBTestCase):
             'LibvirtLiveMigrateData']
         self.assertEqual(1, classes.count(objects.LibvirtLiveMigrateData))
 
-    def test_unknown_driver_signature_leaves_nova_stock(self):
-        self.useFixture(mn_fixtures.UnknownNovaFixture())
+    def assertRefusedToActivate(self):
+        """Loading the driver leaves nova stock; returns the ERROR line."""
         self.addCleanup(activation.deactivate)
         mn_fixtures.open_config_source()
         self.useLibvirtDriver()
@@ -141,12 +141,25 @@ class TestActivation(test.NoDBTestCase):
                   if 'ERROR [nova_migration_net.activation]' in line]
         self.assertEqual(1, len(errors))
         self.assertIn('nova-migration-net is NOT active', errors[0])
+        return errors[0]
+
+    def test_unknown_driver_signature_leaves_nova_stock(self):
+        self.useFixture(mn_fixtures.UnknownNovaFixture())
+        error = self.assertRefusedToActivate()
         self.assertIn('LibvirtDriver.live_migration(self, context, instance, '
                       'dest, post_method, recover_method, block_migration, '
-                      'migrate_data, new_argument) instead of', errors[0])
+                      'migrate_data, new_argument) instead of', error)
         # A second driver does not try again.
         self.useLibvirtDriver()
         self.assertEqual(1, self.stdlog.logger.output.count('is NOT active'))
+
+    def test_stable_branch_object_version_leaves_nova_stock(self):
+        self.useFixture(mn_fixtures.StableBranchNovaFixture())
+        error = self.assertRefusedToActivate()
+        stock = objects.StockLibvirtLiveMigrateData.VERSION
+        self.assertIn('LibvirtLiveMigrateData is version %s, a stable-branch '
+                      'version; the plugin\'s %s.1 would be read' %
+                      (stock, stock), error)
 
 
 NOVA_CONF = """\

@@ -161,6 +161,66 @@ class TestObject(test.NoDBTestCase):
         self.assertEqual(objects.StockLibvirtLiveMigrateData.VERSION,
                          manifest['LibvirtLiveMigrateData'])
 
+    def read_as_sent_by(self, version, data=None):
+        """``data`` as a source whose stock version is ``version`` sent it."""
+        primitive = self._backport(data or stock_data(), version)
+        return self.serializer.deserialize_entity(self.ctxt, primitive)
+
+    def test_answer_is_in_the_version_the_source_spoke(self):
+        # A source on an older nova (stock 1.13, as nova 32) sent 1.13; a
+        # stock destination answers 1.13, the plugin the same plus its
+        # field, labelled 1.13.1.
+        stock = self.read_as_sent_by('1.13')
+        stock_answer = self.serializer.serialize_entity(self.ctxt, stock)
+        self.assertEqual('1.13', stock_answer['nova_object.version'])
+        answer = self.serializer.serialize_entity(
+            self.ctxt, objects.LibvirtLiveMigrateData.from_stock(
+                self.read_as_sent_by('1.13'), '172.168.1.15'))
+        self.assertEqual('1.13.1', answer['nova_object.version'])
+        self.assertEqual('172.168.1.15',
+                         answer['nova_object.data'].pop('migration_ip'))
+        self.assertEqual(stock_answer['nova_object.data'],
+                         answer['nova_object.data'])
+
+    def test_older_plugin_versions_are_read_as_plugin_objects(self):
+        # What a plugin on an older nova answers: its stock version plus .1.
+        for version in ('1.13', '1.10', '1.0'):
+            data = objects.LibvirtLiveMigrateData.from_stock(
+                self.read_as_sent_by(version), 'fd00:30::15')
+            primitive = self.serializer.serialize_entity(self.ctxt, data)
+            self.assertEqual(version + '.1',
+                             primitive['nova_object.version'])
+            read = self.serializer.deserialize_entity(self.ctxt, primitive)
+            self.assertIsInstance(read, objects.LibvirtLiveMigrateData)
+            self.assertEqual('fd00:30::15', str(objects.migration_ip_of(read)))
+            self.assertEqual(version + '.1', read.VERSION)
+
+    def test_newer_stock_part_is_not_read_as_plugin(self):
+        # 1.15.1 is no version this nova knows: nova reads it as its 1.15
+        # would be, i.e. not at all without a backport, as for stock 1.15.
+        primitive = self.serializer.serialize_entity(
+            self.ctxt, objects.LibvirtLiveMigrateData.from_stock(
+                stock_data(), '172.168.1.15'))
+        primitive['nova_object.version'] = '1.15.1'
+        self.serializer._conductor = NoBackportConductor()
+        self.assertRaises(AssertionError, self.serializer.deserialize_entity,
+                          self.ctxt, primitive)
+
+    def test_stock_process_reads_older_plugin_object_without_backport(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            self.read_as_sent_by('1.13'), '172.168.1.15')
+        primitive = self.serializer.serialize_entity(self.ctxt, data)
+        self.useFixture(mn_fixtures.PluginOffFixture())
+        self.serializer._conductor = NoBackportConductor()
+        read = self.serializer.deserialize_entity(self.ctxt, primitive)
+        # 1.13.1 is compatible with stock 1.14: read as stock, the field
+        # dropped, as from a plugin destination before this scheme.
+        self.assertIs(objects.StockLibvirtLiveMigrateData, type(read))
+        self.assertEqual(
+            self.serializer.serialize_entity(
+                self.ctxt, self.read_as_sent_by('1.13'))['nova_object.data'],
+            read.obj_to_primitive()['nova_object.data'])
+
     def test_stock_process_reads_plugin_object_without_backport(self):
         data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
                                                          '172.168.1.15')
@@ -192,9 +252,13 @@ class TestRegistration(test.NoDBTestCase):
         objects.register()
         objects.register()
         self.assertEqual(1, classes.count(objects.LibvirtLiveMigrateData))
-        self.assertEqual(
-            classes.index(objects.StockLibvirtLiveMigrateData) + 1,
-            classes.index(objects.LibvirtLiveMigrateData))
+        stock = classes.index(objects.StockLibvirtLiveMigrateData)
+        self.assertEqual([objects.LibvirtLiveMigrateData] + objects.ALIASES,
+                         classes[stock + 1:stock + 2 + len(objects.ALIASES)])
+        major, minor = objects.StockLibvirtLiveMigrateData.VERSION.split('.')
+        self.assertEqual(['%s.%d.1' % (major, older)
+                          for older in range(int(minor), -1, -1)],
+                         [cls.VERSION for cls in classes[stock + 1:]])
         objects.unregister()
         objects.unregister()
         self.assertEqual(before, classes)
