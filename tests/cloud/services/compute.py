@@ -26,7 +26,9 @@ parallel connections).
 Both hosts have the same ``instances_path``, each on its own storage: the
 host's private mount namespace bind-mounts a per-host directory there, so
 nova sees unshared storage and live-migrates with a block migration (nova
-does not rewrite local disk paths in the migrated domain XML). As root,
+does not rewrite local disk paths in the migrated domain XML). A spec with
+``shared_storage`` mounts the cloud's GlusterFS volume there instead, on
+each host that asks: nova then finds the path shared. As root,
 privsep runs the venv's ``privsep-helper`` directly, without sudo or
 rootwrap.
 """
