@@ -16,9 +16,9 @@ First, when tests/cloud/test_rolling_upgrade.py ran, its steps (the table
 of doc/source/upgrade.rst). Then, as Markdown, one row per case of
 tests/cloud/test_live_migration.py, in the order the tests are written:
 how each nova-compute ran (plugin and option, concurrency mode, migration
-transport), the seconds from the os-migrateLive call to the server ACTIVE
-on the destination, and the bytes each of the source's links carried
-meanwhile.
+transport, instances on the shared GlusterFS volume), the seconds from
+the os-migrateLive call to the server ACTIVE on the destination, and the
+bytes each of the source's links carried meanwhile.
 """
 
 import json
@@ -63,6 +63,8 @@ def compute(spec):
                  % (spec['migration_ip'] or 'unset')]
     words.append(spec['concurrency'] or 'threading (default)')
     words.append(transport(spec))
+    if spec.get('shared_storage'):
+        words.append('instances on GlusterFS')
     return ', '.join(words)
 
 

@@ -13,8 +13,9 @@
 """The cloud as a whole: the run order, the hosts, the clean-up.
 
 :class:`Cloud` brings up the testbed's two hosts, then every service in
-devstack's order (configure all; then database, message queue, keystone,
-placement, glance, neutron, nova's control plane, the computes), writes a
+devstack's order (configure all; then database, message queue, the
+shared storage, keystone, placement, glance, neutron, nova's control
+plane, the computes), writes a
 ``clouds.yaml`` with keystone's admin, and gives tests an openstacksdk
 connection. The test process joins compute-a's network namespace (its
 calling thread only), so it reaches the APIs at the addresses the catalog
@@ -43,6 +44,7 @@ from tests.cloud import install
 from tests.cloud.services import base
 from tests.cloud.services import compute
 from tests.cloud.services import glance
+from tests.cloud.services import glusterfs
 from tests.cloud.services import keystone
 from tests.cloud.services import mysql
 from tests.cloud.services import neutron
@@ -175,6 +177,7 @@ class Cloud(fixtures.Fixture):
 
         self.mysql = mysql.MySQL(self)
         self.rabbitmq = rabbitmq.RabbitMQ(self)
+        self.glusterfs = glusterfs.GlusterFS(self)
         self.keystone = keystone.Keystone(self)
         self.placement = placement.Placement(self)
         self.glance = glance.Glance(self)
@@ -182,7 +185,8 @@ class Cloud(fixtures.Fixture):
         self.computes = {h.name: compute.Compute(self, h)
                          for h in self.testbed.hosts}
         self.nova = nova.Nova(self)
-        self.services = [self.mysql, self.rabbitmq, self.keystone,
+        self.services = [self.mysql, self.rabbitmq, self.glusterfs,
+                         self.keystone,
                          self.placement, self.glance, self.neutron,
                          *self.computes.values(), self.nova]
         self.addCleanup(self.stop)
@@ -192,7 +196,8 @@ class Cloud(fixtures.Fixture):
         for service in self.services:
             service.install()
             service.configure()
-        for service in (self.mysql, self.rabbitmq, self.keystone,
+        for service in (self.mysql, self.rabbitmq, self.glusterfs,
+                        self.keystone,
                         self.placement, self.glance, self.neutron,
                         self.nova, *self.computes.values()):
             service.init()

@@ -12,10 +12,11 @@
 
 """What the cloud needs on the machine: Debian packages and venvs.
 
-The testbed's packages (libvirt, QEMU) plus MariaDB and RabbitMQ come from
-Debian, installed only when a command is missing, with no service started
-(see :func:`tests.hypervisor.testbed.install_packages`). The services come
-from PyPI into venvs, every package held to ``upper-constraints.txt``:
+The testbed's packages (libvirt, QEMU) plus MariaDB, RabbitMQ and
+GlusterFS (server and FUSE client) come from Debian, installed only when
+a command is missing, with no service started (see
+:func:`tests.hypervisor.testbed.install_packages`). The services come from
+PyPI into venvs, every package held to ``upper-constraints.txt``:
 
 - ``controller``: keystone, placement, glance, neutron-server, gunicorn
   and the MySQL driver;
@@ -54,9 +55,11 @@ CACHE_DIR = os.environ.get('NOVA_MIGRATION_NET_CLOUD_CACHE',
                            '/var/cache/nova-migration-net-cloud')
 
 DEBIAN_PACKAGES = testbed.DEBIAN_PACKAGES + (
-    'mariadb-server', 'mariadb-client', 'rabbitmq-server')
+    'mariadb-server', 'mariadb-client', 'rabbitmq-server',
+    'glusterfs-server', 'glusterfs-client')
 COMMANDS = testbed.COMMANDS + (
-    'mariadbd', 'mariadb-install-db', 'mariadb', 'rabbitmq-server')
+    'mariadbd', 'mariadb-install-db', 'mariadb', 'rabbitmq-server',
+    'glusterd', 'gluster', 'mount.glusterfs')
 
 CONTROLLER = ('nova', 'openstack-placement', 'glance', 'neutron',
               'keystone', 'gunicorn', 'PyMySQL')

@@ -10,19 +10,21 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""How many TCP streams QEMU opened to the destination's migration ports.
+"""How many TCP streams the source opened to the destination's migration
+ports, or to its libvirtd.
 
 libvirt gives the destination's QEMU an incoming port from
 ``migration_port_min``..``migration_port_max`` (49152-49215 by default)
 for the migration stream, and its NBD server (the disk copy) another. A
 native migration opens one connection to the first port, plus one per
 ``live_migration_parallel_connections`` (QEMU's multifd channels, all to
-the same port); a tunnelled one opens none (the data rides the libvirtd
-connection, port 16509).
+the same port); a tunnelled one opens none: the data rides the source
+libvirtd's connection to the destination's libvirtd
+(:data:`LIBVIRTD_PORTS`).
 
 :class:`StreamCounter` samples the source's connection table (its network
 namespace's ``/proc/<pid>/net/tcp``) every 50 ms and keeps the most
-ESTABLISHED connections it saw to any one of those ports. A connection
+ESTABLISHED connections it saw to any one of the ports it watches. A connection
 that opens and closes between two samples is missed; the memory stream of
 a 128 MiB guest lasts seconds.
 """
@@ -33,6 +35,8 @@ import ipaddress
 import threading
 
 MIGRATION_PORTS = range(49152, 49216)
+# libvirtd's TCP listener (qemu+tcp://).
+LIBVIRTD_PORTS = (16509,)
 ESTABLISHED = '01'
 
 
@@ -44,9 +48,9 @@ def _address(hex_address):
     return ipaddress.ip_address(b''.join(words)), int(port, 16)
 
 
-def connections(pid, address):
+def connections(pid, address, ports=MIGRATION_PORTS):
     """``{port: count}`` of ``pid``'s namespace's ESTABLISHED connections
-    to ``address`` on :data:`MIGRATION_PORTS`.
+    to ``address`` on ``ports``.
     """
     address = ipaddress.ip_address(address)
     counts = collections.Counter()
@@ -56,7 +60,7 @@ def connections(pid, address):
             fields = line.split()
             remote, port = _address(fields[2])
             if (fields[3] == ESTABLISHED and remote == address
-                    and port in MIGRATION_PORTS):
+                    and port in ports):
                 counts[port] += 1
     return counts
 
@@ -66,15 +70,16 @@ class StreamCounter(threading.Thread):
     connections seen at once to one port.
     """
 
-    def __init__(self, pid, address, interval=0.05):
+    def __init__(self, pid, address, ports=MIGRATION_PORTS, interval=0.05):
         super().__init__(daemon=True)
         self.pid, self.address, self.interval = pid, address, interval
+        self.ports = ports
         self.peak = 0
         self._done = threading.Event()
 
     def run(self):
         while not self._done.wait(self.interval):
-            counts = connections(self.pid, self.address)
+            counts = connections(self.pid, self.address, self.ports)
             self.peak = max([self.peak, *counts.values()])
 
     def stop(self):
@@ -83,9 +88,9 @@ class StreamCounter(threading.Thread):
 
 
 @contextlib.contextmanager
-def counting(pid, address):
+def counting(pid, address, ports=MIGRATION_PORTS):
     """A running :class:`StreamCounter`, stopped when the block ends."""
-    counter = StreamCounter(pid, address)
+    counter = StreamCounter(pid, address, ports)
     counter.start()
     try:
         yield counter

@@ -15,9 +15,11 @@
 Each case runs the two computes as it needs them (plugin installed and
 configured or not, the migration IP, the concurrency mode, the migration
 transport), boots a noise server on compute-a and live-migrates it to
-compute-b with ``os-migrateLive`` (a block migration: the hosts share no
-storage). It passes only if :meth:`scenario.CloudTestCase.assertMigrated`
-holds; the transport cases also count QEMU's streams
+compute-b with ``os-migrateLive``: a block migration, as the hosts share
+no storage, but in the tunnelled case, whose instances directory is the
+cloud's GlusterFS volume on both hosts. It passes only if
+:meth:`scenario.CloudTestCase.assertMigrated` holds; the transport cases
+also count QEMU's streams, or libvirtd's connection
 (:mod:`tests.cloud.streams`). They cannot see whether a stream was
 encrypted: for native TLS they rely on the source's log.
 """
@@ -180,12 +182,13 @@ class TestLiveMigration(scenario.CloudTestCase):
 
     # Transports
 
-    def streams(self):
+    def streams(self, ports=streams.MIGRATION_PORTS):
         """A :class:`streams.StreamCounter` of compute-a's connections to
-        compute-b's migration ports over the migration link.
+        compute-b's ``ports`` (QEMU's migration ports by default) over the
+        migration link.
         """
         return streams.counting(self.cloud.host_pid(self.a),
-                                self.b.migration_ipv4)
+                                self.b.migration_ipv4, ports)
 
     def test_native_tls_streams_over_the_migration_link(self):
         """Certificates that name the hosts by hostname only (libvirt's
@@ -218,45 +221,25 @@ class TestLiveMigration(scenario.CloudTestCase):
                 ipv4(self.b)._replace(parallel=PARALLEL), IPV4_PLANE)
         self.assertEqual(1 + PARALLEL, counter.peak)
 
-    def test_tunnelled_block_migration_is_refused_as_by_stock_nova(self):
-        """nova 34 still has ``live_migration_tunnelled`` (deprecated since
-        23.0.0), but tunnelled migration cannot copy local disks: nova
-        drops ``migrate_disks`` and ``VIR_MIGRATE_NON_SHARED_INC``, and
-        libvirt refuses to leave the unshared disk behind. These hosts
-        share no storage, so the tunnelled case migrates nothing.
+    def test_tunnelled_migration_rides_libvirtd_over_the_migration_link(self):
+        """``[libvirt] live_migration_tunnelled`` (deprecated since nova
+        23.0.0, still in nova 34): QEMU opens no stream, its memory rides
+        the source libvirtd's connection to the destination's libvirtd,
+        which nova opens at ``target_connect_addr``, the migration IP.
 
-        The refusal has nothing to do with the plane, so nova's own
-        handling stands, as with stock computes and the same settings:
-        the server goes to ERROR (its guest still runs on the source,
-        intact), the migration record to ``error``, QEMU opens no stream,
-        and the plugin blames no address.
+        Tunnelled migration cannot copy local disks (nova drops
+        ``VIR_MIGRATE_NON_SHARED_INC``), so both hosts' instances
+        directory is the cloud's GlusterFS volume: nova finds it shared
+        and migrates without the disk, and libvirt knows
+        ``fuse.glusterfs`` as shared storage (a directory bind-mounted on
+        both hosts it refuses as unsafe).
         """
-        tunnelled = [ipv4(h)._replace(tunnelled=True) for h in (self.a,
-                                                                self.b)]
-        with self.logs_on_failure():
-            self.computes(*tunnelled)
-            server, checksum = self.boot(self.a)
-            with self.streams() as counter:
-                server, moved, seconds = self.live_migrate(server, self.b)
-            # nova's rollback ends the task and the record first, and only
-            # then puts the server in ERROR.
-            server = base.wait_for(
-                'server %s in ERROR' % server.id,
-                lambda: self.in_error(server), 30, interval=0.5)
-            self.assertEqual(self.a.name, server.compute_host)
-            self.assertEqual('error', self.last_migration(server).status)
-            self.assertEqual({checksum},
-                             set(self.guests.wait_for_checksums(server, 2)))
-            log = self.node(self.a).log_text()
-            self.assertIn('Unsafe migration: Migration without shared '
-                          'storage is unsafe', log)
-            self.assertNotIn('over the migration plane failed', log)
-            self.assertEqual(0, counter.peak)
-
-    def in_error(self, server):
-        """``server`` as nova has it now, if in ERROR."""
-        server = self.conn.compute.get_server(server)
-        return server if server.status == 'ERROR' else None
+        tunnelled = [ipv4(h)._replace(tunnelled=True, shared_storage=True)
+                     for h in (self.a, self.b)]
+        with self.streams() as qemu, self.streams(
+                streams.LIBVIRTD_PORTS) as libvirtd:
+            self.check_migration(testbed.MIGR_IF, *tunnelled, IPV4_PLANE)
+        self.assertEqual((0, 1), (qemu.peak, libvirtd.peak))
 
     def test_migration_networks_stream_over_the_migration_link(self):
         """One configuration for both hosts, no my_live_migration_ip:

@@ -26,7 +26,9 @@ parallel connections).
 Both hosts have the same ``instances_path``, each on its own storage: the
 host's private mount namespace bind-mounts a per-host directory there, so
 nova sees unshared storage and live-migrates with a block migration (nova
-does not rewrite local disk paths in the migrated domain XML). As root,
+does not rewrite local disk paths in the migrated domain XML). A spec with
+``shared_storage`` mounts the cloud's GlusterFS volume there instead, on
+each host that asks: nova then finds the path shared. As root,
 privsep runs the venv's ``privsep-helper`` directly, without sudo or
 rootwrap.
 """
@@ -46,9 +48,9 @@ PLUGIN = 'nova-migration-net'
 
 Spec = collections.namedtuple(
     'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
-    'migration_networks libvirt')
+    'migration_networks libvirt shared_storage')
 Spec.__new__.__defaults__ = (False, None, None, False, False, None, None,
-                             ())
+                             (), False)
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
@@ -60,7 +62,10 @@ Spec.__doc__ = """How a nova-compute runs.
 for nova's default (1);
 ``migration_networks``: the plugin's ``[migration_net]
 migration_networks`` (with the plugin only), or None for unset.
-``libvirt``: more ``[libvirt]`` options, as ``((option, value), ...)``.
+``libvirt``: more ``[libvirt]`` options, as ``((option, value), ...)``;
+``shared_storage``: ``instances_path`` on the cloud's GlusterFS volume
+(:mod:`tests.cloud.services.glusterfs`) instead of a directory of the
+host's own.
 """
 
 STOCK = Spec()
@@ -137,8 +142,7 @@ class Compute(base.Service):
         c = self.conf
         nova.configure_common(self.cloud, c, self.host)
         base.iniset(c, 'DEFAULT', 'state_path', shared)
-        base.iniset(c, 'DEFAULT', 'instances_path',
-                    os.path.join(shared, 'instances'))
+        base.iniset(c, 'DEFAULT', 'instances_path', self.instances_path)
         base.iniset(c, 'DEFAULT', 'compute_driver', 'libvirt.LibvirtDriver')
         base.iniset(c, 'libvirt', 'virt_type', 'qemu')
         base.iniset(c, 'libvirt', 'cpu_mode', 'none')
@@ -183,7 +187,17 @@ class Compute(base.Service):
             base.iniset(self.conf, 'libvirt', option, value)
         self._libvirt_options = tuple(option for option, _ in spec.libvirt)
 
+    @property
+    def instances_path(self):
+        return os.path.join(self.cloud.instances_root, 'instances')
+
     def start(self):
+        # The instances directory as the spec says, before nova looks.
+        storage = self.cloud.glusterfs
+        if self.spec.shared_storage:
+            storage.mount(self.host, self.instances_path)
+        else:
+            storage.unmount(self.host)
         # Each start gets fresh log files; the earlier ones are kept.
         self.starts += 1
         for path in (self.log, self.output):
