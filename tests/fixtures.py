@@ -206,3 +206,19 @@ class UnknownNovaFixture(fixtures.Fixture):
         self.addCleanup(setattr, driver_cls, 'live_migration',
                         driver_cls.live_migration)
         driver_cls.live_migration = live_migration
+
+
+class RaisesFixture(fixtures.Fixture):
+    """Calling ``name`` (a dotted path) raises ``error``: a conductor that
+    does not answer (``InstanceActionEvent.create``), a notification bus
+    that is gone (the plugin's notification ``_emit``).
+    """
+
+    def __init__(self, name, error):
+        self.name = name
+        self.error = error
+
+    def _setUp(self):
+        def fail(*args, **kwargs):
+            raise self.error
+        self.useFixture(fixtures.MonkeyPatch(self.name, fail))
