@@ -39,6 +39,7 @@ per record, as nova's own events and notifications of a migration do.
 """
 
 import functools
+import time
 import traceback
 
 from nova.notifications.objects import base as notification_base
@@ -186,10 +187,16 @@ def _never_fails(record):
     """``record``, logging instead of raising whatever it raises."""
     @functools.wraps(record)
     def guarded(context, instance, *args, **kwargs):
+        start = time.monotonic()
         try:
             record(context, instance, *args, **kwargs)
         except Exception as err:
             _warn('the records', record.__name__, instance, err)
+        # What recording adds to the migration's control path.
+        LOG.debug('Recorded the plane of this live migration (%(what)s) in '
+                  '%(seconds).3f s.',
+                  {'what': record.__name__,
+                   'seconds': time.monotonic() - start})
     return guarded
 
 
