@@ -153,8 +153,10 @@ class MigrationPlanePayload(notification_base.NotificationPayloadBase):
 
     def __init__(self, **kwargs):
         super().__init__()
-        for name, value in kwargs.items():
-            setattr(self, name, value)
+        # Every field, as nova's payloads have: consumers see null, not a
+        # missing key.
+        for name in self.fields:
+            setattr(self, name, kwargs.get(name))
         self.populated = True
 
 

@@ -212,23 +212,41 @@ class TestPlaneRecords(scenario.CloudTestCase):
         return {'command': ' '.join(argv), 'output': result.stdout}
 
     def record_seconds(self, source):
-        """What recording took on ``source``, from its debug lines."""
+        """What recording took on ``source`` for its latest migration,
+        from its debug line.
+        """
         return [float(s) for s in re.findall(
             r'Recorded the plane of this live migration \(source\) in '
-            r'([\d.]+) s', self.node(source).log_text())]
+            r'([\d.]+) s', self.node(source).log_text())][-1:]
 
 
 def render(captured):
-    """The doc's include: each case's commands and their output."""
+    """The doc's include: the commands and their output; for the second and
+    later migrations, the plugin's events of ``event show`` only.
+    """
     out = ['.. Written by tests/cloud/test_records.py on the real cloud '
            'tier;', '   do not edit by hand.', '']
-    for case in captured:
-        out += ['**%s** (%d MiB of the guest on %s):' % (
-            case['case'][0].upper() + case['case'][1:],
-            case['bytes'][case['link']] // 2**20, case['link']), '',
-            '.. code-block:: console', '']
-        for run in (case['event_list'], case['event_show']):
-            out.append('   $ %s' % run['command'])
+    for n, case in enumerate(captured):
+        out += ['**%s** (%d MiB of the guest on %s; recorded in %s on the '
+                'source, the migration took %.1f s from the API call):' % (
+                    case['case'][0].upper() + case['case'][1:],
+                    case['bytes'][case['link']] // 2**20, case['link'],
+                    ', '.join('%.0f ms' % (1000 * s)
+                              for s in case['record_seconds']),
+                    case['seconds']), '']
+        runs = [case['event_list'], case['event_show']] if n == 0 else []
+        if n:
+            shown = json.loads(case['event_show']['output'])
+            shown['events'] = [e for e in shown['events']
+                               if e['event'].startswith('migration_net_')]
+            out += ['The plugin\'s events in the output of ``%s``:' % (
+                case['event_show']['command']), '']
+            runs = [{'command': None,
+                     'output': json.dumps(shown['events'], indent=2)}]
+        out += ['.. code-block:: %s' % ('json' if n else 'console'), '']
+        for run in runs:
+            if run['command']:
+                out.append('   $ %s' % run['command'])
             out += ['   ' + line if line else ''
                     for line in run['output'].rstrip('\n').split('\n')]
         out.append('')

@@ -80,10 +80,11 @@ class TestPlaneRecords(RecordsCloud):
         self.assertEqual(
             {'instance_uuid': self.server['id'], 'host': 'src',
              'source_host': 'src', 'destination_host': 'dest',
-             'plane': 'migration', 'address': IPV4, 'reason': None},
+             'plane': 'migration', 'address': IPV4, 'reason': None,
+             'error': None},
             {k: data[k] for k in ('instance_uuid', 'host', 'source_host',
                                   'destination_host', 'plane', 'address',
-                                  'reason')})
+                                  'reason', 'error')})
         migration = self._wait_for_migration_status(
             self.server, ['completed'])
         self.assertEqual(migration['uuid'], data['migration_uuid'])
