@@ -37,6 +37,7 @@ import psutil
 from nova_migration_net import addresses
 from nova_migration_net import failures
 from nova_migration_net import objects
+from nova_migration_net import records
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
@@ -136,6 +137,8 @@ class PreLiveMigration:
     def post(self, call, migrate_data):
         address = configured_migration_ip()
         if address is None:
+            records.destination(call.arguments['context'],
+                                call.arguments['instance'], migrate_data)
             return migrate_data
         LOG.debug('Advertising migration IP %s to the source.', address,
                   instance=call.arguments['instance'])
@@ -175,6 +178,7 @@ class LiveMigration:
         dest = call.arguments['dest']
         address = objects.migration_ip_of(migrate_data)
         mode = plane_mode(call.arguments['self'], address)
+        plane, reason = records.PLANE_MIGRATION, None
         if mode == PLANE_TLS_DESTINATION:
             # The connection stays on the hostname, so the certificate
             # libvirt and QEMU verify is the one the hostname has;
@@ -192,6 +196,7 @@ class LiveMigration:
                      'tls.destination %(dest)s).',
                      {'dest': dest, 'address': address}, instance=instance)
         elif mode == PLANE_STOCK_TLS:
+            plane, reason = records.PLANE_MANAGEMENT, records.REASON_STOCK_TLS
             LOG.warning('Live migration to %(dest)s streams to its hostname '
                         'as stock nova does, not to %(address)s, the '
                         'destination\'s my_live_migration_ip: with [libvirt] '
@@ -215,18 +220,25 @@ class LiveMigration:
         elif (migrate_data is not None and
                 'target_connect_addr' in migrate_data and
                 migrate_data.target_connect_addr is not None):
+            plane, reason = (records.PLANE_INBOUND_ADDR,
+                             records.REASON_NOT_ADVERTISED)
+            address = migrate_data.target_connect_addr
             LOG.info('Live migration to %(dest)s streams to %(address)s, the '
                      'destination\'s [libvirt] live_migration_inbound_addr; '
                      'it advertised no my_live_migration_ip.',
-                     {'dest': dest,
-                      'address': migrate_data.target_connect_addr},
-                     instance=instance)
+                     {'dest': dest, 'address': address}, instance=instance)
         else:
+            plane, reason = (records.PLANE_MANAGEMENT,
+                             records.REASON_NOT_ADVERTISED)
             LOG.info('Live migration to %(dest)s streams over the management '
                      'plane to its hostname: the destination advertised no '
                      'my_live_migration_ip (unset there, or '
                      'nova-migration-net not installed there).',
                      {'dest': dest}, instance=instance)
+        records.source(call.arguments['context'], instance, dest,
+                       migrate_data, plane,
+                       dest if plane == records.PLANE_MANAGEMENT
+                       else str(address), reason)
 
     def error(self, call, exc):
         migrate_data = call.arguments['migrate_data']
@@ -234,6 +246,9 @@ class LiveMigration:
         mode = plane_mode(call.arguments['self'], address)
         if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
             return False
+        records.failure(call.arguments['context'], call.arguments['instance'],
+                        call.arguments['dest'], migrate_data, str(address),
+                        exc)
         libvirt = _libvirt()
         if libvirt is None or not isinstance(exc, libvirt.libvirtError):
             return False

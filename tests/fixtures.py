@@ -221,3 +221,19 @@ class StableBranchNovaFixture(fixtures.Fixture):
         self.useFixture(fixtures.MonkeyPatch(
             '%s.%s.VERSION' % (stock.__module__, stock.__name__),
             stock.VERSION + '.1'))
+
+
+class RaisesFixture(fixtures.Fixture):
+    """Calling ``name`` (a dotted path) raises ``error``: a conductor that
+    does not answer (``InstanceActionEvent.create``), a notification bus
+    that is gone (the plugin's notification ``_emit``).
+    """
+
+    def __init__(self, name, error):
+        self.name = name
+        self.error = error
+
+    def _setUp(self):
+        def fail(*args, **kwargs):
+            raise self.error
+        self.useFixture(fixtures.MonkeyPatch(self.name, fail))

@@ -38,6 +38,10 @@ def configure_common(cloud, path, host):
     # here and is cut short by this timeout whatever it is: 2 s.
     iniset(path, 'DEFAULT', 'graceful_shutdown_timeout', '2')
     iniset(path, 'DEFAULT', 'report_interval', '2')
+    # Versioned notifications on the cloud's RabbitMQ, nova's own and the
+    # plugin's (nova sends none by default).
+    iniset(path, 'notifications', 'notification_format', 'versioned')
+    iniset(path, 'oslo_messaging_notifications', 'driver', 'messagingv2')
     for section in ('placement', 'neutron'):
         for option, value in cloud.keystone.auth_options('nova'):
             iniset(path, section, option, value)
