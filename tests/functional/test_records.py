@@ -25,6 +25,7 @@ from oslo_messaging import exceptions as messaging_exceptions
 
 from tests import fixtures as mn_fixtures
 from tests.functional import cloud
+from tests.functional import test_faults
 
 IPV4 = '172.168.1.15'
 SOURCE_EVENT = 'migration_net_live_migration'
@@ -155,6 +156,7 @@ class TestPlaneRecords(RecordsCloud):
                       self.events(self.server)[SOURCE_EVENT]['details'])
 
 
+@test_faults.REQUIRES_NOVA_34_MONITOR
 class TestFailureRecords(RecordsCloud):
 
     def test_failure_over_the_plane_names_the_address(self):
