@@ -117,6 +117,9 @@ class Cloud(fixtures.Fixture):
         self.instances_root = os.path.join(work_dir, 'hostfs', 'nova')
         self.clouds_yaml = os.path.join(work_dir, 'clouds.yaml')
         self._wheel = None
+        # The venvs this cloud's wheel of the plugin went into: an older
+        # nova's venv serves both hosts.
+        self.wheeled = set()
         self._admin = None
 
     # The hosts

@@ -24,7 +24,11 @@ PyPI into venvs, every package held to ``upper-constraints.txt``:
   gunicorn and the MySQL driver: one venv per host, so that the plugin can
   be installed on one host and not the other, as in a rolling upgrade.
   compute-a's also runs nova's API, conductor and scheduler: an
-  all-in-one controller has one nova, plugin and all.
+  all-in-one controller has one nova, plugin and all;
+- ``compute-nova33``: the same packages at nova 33.0.2 (2026.1), pinned by
+  ``upper-constraints-nova33.txt`` whatever the cloud's constraints, for
+  the cross-release test's compute-b. ``--older`` makes it; otherwise the
+  first test that runs nova 33 does.
 
 The venvs live in a cache directory keyed by a hash of the constraints and
 of the package lists, so a second run reuses them; a venv whose install did
@@ -68,17 +72,26 @@ CONTROLLER = ('nova', 'openstack-placement', 'glance', 'neutron',
 COMPUTE = ('nova', 'libvirt-python', 'gunicorn', 'PyMySQL')
 VENVS = {'controller': CONTROLLER, 'compute-a': COMPUTE,
          'compute-b': COMPUTE}
+# Older novas' venvs, with the pins of their own release.
+OLDER = {'compute-nova33': os.path.join(REPO, 'upper-constraints-nova33.txt')}
+PACKAGES = dict(VENVS, **{name: COMPUTE for name in OLDER})
 
 # Seconds a pip install may take: cold caches and a busy machine.
 PIP_TIMEOUT = 900
 
 
+def constraints_of(name, constraints=CONSTRAINTS):
+    """The constraints venv ``name`` is made and kept with."""
+    return OLDER.get(name, constraints)
+
+
 def venv_dir(name, constraints=CONSTRAINTS):
     """Where venv ``name`` for ``constraints`` lives in the cache."""
     digest = hashlib.sha256()
-    with open(constraints, 'rb') as f:
+    with open(constraints_of(name, constraints), 'rb') as f:
         digest.update(f.read())
-    digest.update(repr((name, VENVS[name], sys.version_info[:2])).encode())
+    digest.update(repr((name, PACKAGES[name],
+                        sys.version_info[:2])).encode())
     return os.path.join(CACHE_DIR, '%s-%s' % (name, digest.hexdigest()[:12]))
 
 
@@ -109,6 +122,7 @@ def _cache_lock():
 def venv(name, constraints=CONSTRAINTS):
     """The path of venv ``name``, made first if the cache lacks it."""
     path = venv_dir(name, constraints)
+    constraints = constraints_of(name, constraints)
     marker = os.path.join(path, '.complete')
     if os.path.exists(marker):
         return path
@@ -118,9 +132,9 @@ def venv(name, constraints=CONSTRAINTS):
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run([sys.executable, '-m', 'venv', path], check=True,
                        timeout=120)
-        _pip(path, 'install', '-c', constraints, *VENVS[name])
+        _pip(path, 'install', '-c', constraints, *PACKAGES[name])
         with open(marker, 'w') as f:
-            f.write(' '.join(VENVS[name]) + '\n')
+            f.write(' '.join(PACKAGES[name]) + '\n')
         # Venvs of older constraints are of no more use.
         for old in glob.glob(os.path.join(CACHE_DIR, name + '-*')):
             if old != path:
@@ -128,8 +142,9 @@ def venv(name, constraints=CONSTRAINTS):
     return path
 
 
-def prepare(constraints=CONSTRAINTS):
-    """Install the Debian packages and make the venvs, where missing.
+def prepare(constraints=CONSTRAINTS, older=False):
+    """Install the Debian packages and make the venvs, where missing;
+    with ``older``, the older novas' venvs too.
 
     Without root, says why the cloud tier will be skipped and does nothing.
     """
@@ -138,7 +153,7 @@ def prepare(constraints=CONSTRAINTS):
               'namespaces, one libvirtd per host)')
         return
     testbed.install_packages(DEBIAN_PACKAGES, COMMANDS)
-    for name in VENVS:
+    for name in list(VENVS) + (list(OLDER) if older else []):
         print('cloud: venv %s: %s' % (name, venv(name, constraints)))
 
 
@@ -146,8 +161,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='python -m tests.cloud.install')
     parser.add_argument('--constraints', default=CONSTRAINTS,
                         help='pip constraints file')
+    parser.add_argument('--older', action='store_true',
+                        help="make the older novas' venvs too (%s)"
+                        % ', '.join(OLDER))
     args = parser.parse_args(argv)
-    prepare(args.constraints)
+    prepare(args.constraints, args.older)
 
 
 if __name__ == '__main__':

@@ -111,9 +111,9 @@ def spec_words(spec):
     return 'plugin, %s' % (spec['migration_ip'] or 'unset')
 
 
-def table(results):
+def table(results, words=spec_words):
     """The recorded migrations as a reStructuredText simple table (also
-    plain text to read).
+    plain text to read); ``words(recorded spec)`` says how a compute ran.
     """
     header = ('step', 'operator did', 'migration', 'source', 'destination',
               'plane', 'management link', 'migration link', 's')
@@ -121,8 +121,8 @@ def table(results):
     for r in results:
         rows.append((
             str(r['step']), r['did'] if r['step'] != step else '',
-            r['direction'], spec_words(r['source']),
-            spec_words(r['destination']), PLANES[r['expected']],
+            r['direction'], words(r['source']),
+            words(r['destination']), PLANES[r['expected']],
             test_planes.bytes_cell(r['bytes'], MGMT),
             test_planes.bytes_cell(r['bytes'], MIGR), '%.1f' % r['seconds']))
         step = r['step']
@@ -141,7 +141,42 @@ def pip_freeze(node):
             for line in out.splitlines() if line.strip()}
 
 
-class TestRollingUpgrade(scenario.CloudTestCase):
+class UpgradeTestCase(scenario.CloudTestCase):
+    """The migration of an upgrade step, checked and recorded in
+    :attr:`results` for :func:`table`; no test of its own.
+    """
+
+    results = RESULTS
+
+    def migrate(self, step, did, server, destination, checksum, link,
+                specs, **extra):
+        """Live-migrate ``server`` to ``destination``, assert it and the
+        source's log line of this migration, record it (with ``extra``);
+        the server.
+        """
+        source = self.other(destination)
+        node = self.node(source)
+        log_start = len(node.log_text())
+        line = plane_line(specs[source], specs[destination], link)
+        server, moved, seconds = self.live_migrate(server, destination)
+        self.assertMigrated(server, destination, checksum, moved, link,
+                            line)
+        # assertMigrated reads the whole log since the last start: this
+        # migration's own lines must say it too, and not the other plane.
+        new = node.log_text()[log_start:]
+        if line:
+            self.assertIn(line, new)
+            self.assertEqual(1, new.count('streams over the'), new)
+        else:
+            self.assertNotIn('streams over the', new)
+        self.record(seconds, moved, link, specs[source], specs[destination],
+                    path=self.results, step=step, did=did,
+                    direction='%s -> %s' % (source.name, destination.name),
+                    **extra)
+        return server
+
+
+class TestRollingUpgrade(UpgradeTestCase):
     """One test: the five steps are one upgrade, in order."""
 
     def test_rolling_upgrade_one_compute_at_a_time(self):
@@ -182,28 +217,3 @@ class TestRollingUpgrade(scenario.CloudTestCase):
         changed = before ^ pip_freeze(node)
         self.assertEqual(set() if (compute.PLUGIN in before) == spec.plugin
                          else {compute.PLUGIN}, changed)
-
-    def migrate(self, step, did, server, destination, checksum, link,
-                specs):
-        """Live-migrate ``server`` to ``destination``, assert it and the
-        source's log line of this migration, record it; the server.
-        """
-        source = self.other(destination)
-        node = self.node(source)
-        log_start = len(node.log_text())
-        line = plane_line(specs[source], specs[destination], link)
-        server, moved, seconds = self.live_migrate(server, destination)
-        self.assertMigrated(server, destination, checksum, moved, link,
-                            line)
-        # assertMigrated reads the whole log since the last start: this
-        # migration's own lines must say it too, and not the other plane.
-        new = node.log_text()[log_start:]
-        if line:
-            self.assertIn(line, new)
-            self.assertEqual(1, new.count('streams over the'), new)
-        else:
-            self.assertNotIn('streams over the', new)
-        self.record(seconds, moved, link, specs[source], specs[destination],
-                    path=RESULTS, step=step, did=did,
-                    direction='%s -> %s' % (source.name, destination.name))
-        return server

@@ -226,13 +226,19 @@ def render(rows):
 
 
 # The python of a virtualenv with another nova release and the plugin; the
-# nova32 tox environment points it at the py3 environment's nova 34.
+# nova32 and nova33 tox environments point it at the py3 environment's
+# nova 34.
 OTHER_NOVA_PYTHON = os.environ.get('NOVA_MIGRATION_NET_OTHER_NOVA_PYTHON')
+
+
+def _release(version):
+    """A version string as a tuple to compare: '33.0.2' -> (33, 0, 2)."""
+    return tuple(int(part) for part in version.split('.') if part.isdigit())
 
 
 @testtools.skipUnless(OTHER_NOVA_PYTHON,
                       'NOVA_MIGRATION_NET_OTHER_NOVA_PYTHON is not set (tox '
-                      '-e nova32 sets it after tox -e py3)')
+                      '-e nova32 and -e nova33 set it after tox -e py3)')
 class TestNovaUpgrade(PeersTestCase):
     """Hosts on two nova releases, as during a nova upgrade.
 
@@ -261,11 +267,9 @@ class TestNovaUpgrade(PeersTestCase):
             for key, peer in peers.items())
         cls.versions = {release: peers[('plugin', False)].call('versions')
                         for release, peers in cls.releases.items()}
-        stock_this, stock_other = (
-            tuple(int(part) for part in cls.versions[release][
-                'stock'].split('.'))
-            for release in ('this', 'other'))
-        cls.newer = 'other' if stock_other > stock_this else 'this'
+        cls.newer = ('other' if _release(cls.versions['other']['nova'])
+                     > _release(cls.versions['this']['nova']) else 'this')
+        cls.older = 'this' if cls.newer == 'other' else 'other'
 
     def test_plugin_version_follows_the_installed_nova(self):
         for release, peers in self.releases.items():
@@ -273,41 +277,44 @@ class TestNovaUpgrade(PeersTestCase):
             self.assertEqual(versions['stock'] + '.1', versions['plugin'])
             self.assertIsNone(
                 peers[('stock', False)].call('versions')['plugin'])
-        self.assertNotEqual(self.versions['this']['stock'],
-                            self.versions['other']['stock'])
+        self.assertNotEqual(self.versions['this']['nova'],
+                            self.versions['other']['nova'])
+
+    def cross(self, direction, source, dest, conductor, option):
+        """One live migration from ``direction[0]``'s release to
+        ``direction[1]``'s; its case in words and the source's URIs.
+        """
+        source_release, dest_release = direction
+        case = ('source %s on nova %s, destination %s on nova %s, '
+                'conductor %s on nova %s, option %s'
+                % (source, self.versions[source_release]['nova'], dest,
+                   self.versions[dest_release]['nova'], conductor,
+                   self.versions[self.newer]['nova'],
+                   'set' if option else 'unset'))
+        return case, live_migrate(
+            self.peers[(source_release, source, False)],
+            self.peers[(dest_release, dest, option)],
+            self.peers[(self.newer, conductor, False)])
 
     def test_data_crosses_releases_both_ways(self):
-        older = 'this' if self.newer == 'other' else 'other'
-        stock_backports = {}
-        for (source_release, dest_release), source, dest, conductor, option \
-                in itertools.product(((older, self.newer),
-                                      (self.newer, older)),
-                                     ('stock', 'plugin'), ('stock', 'plugin'),
-                                     ('stock', 'plugin'), (True, False)):
-            case = ('source %s on nova %s, destination %s on nova %s, '
-                    'conductor %s on nova %s, option %s'
-                    % (source, self.versions[source_release]['nova'], dest,
-                       self.versions[dest_release]['nova'], conductor,
-                       self.versions[self.newer]['nova'],
-                       'set' if option else 'unset'))
-            uris = live_migrate(
-                self.peers[(source_release, source, False)],
-                self.peers[(dest_release, dest, option)],
-                self.peers[(self.newer, conductor, False)])
-            plane = source == dest == 'plugin' and option
-            address = MIGRATION_IP if plane else 'dest'
-            self.assertEqual('qemu+tcp://%s/system' % address,
-                             uris['dconnuri'], case)
-            self.assertEqual('tcp://%s' % address if plane else None,
-                             uris['migrate_uri'], case)
-            self.assertEqual(
-                uris['sent_version'] + ('.1' if dest == 'plugin' and option
-                                        else ''),
-                uris['reply_version'], case)
-            # Stock hosts come first in the product: their count is known
-            # before any mix with the plugin.
-            direction = (source_release, dest_release)
-            if source == dest == conductor == 'stock':
-                stock_backports.setdefault(direction, uris['backports'])
-            self.assertEqual(stock_backports[direction], uris['backports'],
-                             case)
+        for direction in ((self.older, self.newer),
+                          (self.newer, self.older)):
+            # What an all-stock pair asks of the conductor this way: the
+            # plugin may add no backport request to it.
+            _, stock = self.cross(direction, 'stock', 'stock', 'stock',
+                                  False)
+            for source, dest, conductor, option in CASES:
+                case, uris = self.cross(direction, source, dest, conductor,
+                                        option)
+                plane = source == dest == 'plugin' and option
+                address = MIGRATION_IP if plane else 'dest'
+                self.assertEqual('qemu+tcp://%s/system' % address,
+                                 uris['dconnuri'], case)
+                self.assertEqual('tcp://%s' % address if plane else None,
+                                 uris['migrate_uri'], case)
+                # The destination answers in the version the source sent.
+                self.assertEqual(
+                    uris['sent_version'] + ('.1' if dest == 'plugin' and
+                                            option else ''),
+                    uris['reply_version'], case)
+                self.assertEqual(stock['backports'], uris['backports'], case)

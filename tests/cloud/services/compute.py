@@ -15,7 +15,8 @@
 Started exactly as an operator starts it: the venv's ``nova-compute``
 console script with ``--config-file`` and ``--log-file``, in a clean
 environment (no ``OS_NOVA_DISABLE_EVENTLET_PATCHING``, nothing that
-changes nova's start-up). A :class:`Spec` says how: whether the plugin is
+changes nova's start-up). A :class:`Spec` says how: from which nova's
+venv (the cloud's nova 34, or an older release's), whether the plugin is
 installed (with pip, from this checkout, into the host's own venv) and
 configured in ``nova.conf``, with which ``my_live_migration_ip`` (or
 ``migration_networks``), in which of nova 34's concurrency modes
@@ -48,9 +49,9 @@ PLUGIN = 'nova-migration-net'
 
 Spec = collections.namedtuple(
     'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
-    'migration_networks libvirt shared_storage')
+    'migration_networks libvirt shared_storage nova')
 Spec.__new__.__defaults__ = (False, None, None, False, False, None, None,
-                             (), False)
+                             (), False, None)
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
@@ -66,6 +67,9 @@ migration_networks`` (with the plugin only), or None for unset.
 ``shared_storage``: ``instances_path`` on the cloud's GlusterFS volume
 (:mod:`tests.cloud.services.glusterfs`) instead of a directory of the
 host's own.
+``nova``: an older nova's venv (``'33'``: :mod:`tests.cloud.install`'s
+``compute-nova33``), or None for the cloud's own nova 34. Both hosts share
+an older nova's venv: give them the same ``plugin`` there.
 """
 
 STOCK = Spec()
@@ -84,13 +88,27 @@ class Compute(base.Service):
         self.host = host
         self.name = 'nova-compute-' + host.name.rsplit('-', 1)[1]
         super().__init__(cloud)
-        self.venv = cloud.venvs[host.name]
         self.conf = os.path.join(self.etc, 'nova.conf')
         self.spec = STOCK
         self.started_at = None
         self.starts = 0
-        self.wheel_installed = False
         self._libvirt_options = ()
+
+    @property
+    def venv(self):
+        """The venv ``spec`` runs nova-compute from."""
+        if self.spec.nova:
+            return install.venv('compute-nova' + self.spec.nova)
+        return self.cloud.venvs[self.host.name]
+
+    @property
+    def constraints(self):
+        """The pins the venv was made with; the plugin goes in with them,
+        so that nothing else in the venv changes.
+        """
+        if self.spec.nova:
+            return install.constraints_of('compute-nova' + self.spec.nova)
+        return install.CONSTRAINTS
 
     @property
     def log(self):
@@ -109,26 +127,37 @@ class Compute(base.Service):
         return any(True for _ in metadata.distributions(name=PLUGIN,
                                                         path=site))
 
+    def nova_version(self):
+        """The version of the nova package in the venv, e.g. '33.0.2'."""
+        site = glob.glob(os.path.join(self.venv, 'lib', 'python*',
+                                      'site-packages'))
+        [nova] = metadata.distributions(name='nova', path=site)
+        return nova.version
+
     def install(self):
         """Install or remove the plugin with pip, as ``spec`` says.
 
         The venv is cached across runs, so a build it already holds may be
-        an older checkout's: this cloud's first install replaces it with
-        this checkout's wheel.
+        an older checkout's: this cloud's first install in each venv
+        replaces it with this checkout's wheel.
         """
-        pip = [self.bin('pip', self.venv), '-q', '--disable-pip-version-check']
+        venv = self.venv
+        pip = [self.bin('pip', venv), '-q', '--disable-pip-version-check']
         installed = self.plugin_installed()
         if self.spec.plugin and not installed:
             base.run(self.cloud.outside() + pip + [
-                'install', '-c', install.CONSTRAINTS,
+                'install', '-c', self.constraints,
                 self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
-        elif self.spec.plugin and not self.wheel_installed:
+        elif self.spec.plugin and venv not in self.cloud.wheeled:
             base.run(self.cloud.outside() + pip + [
                 'install', '--force-reinstall', '--no-deps',
                 self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
         elif not self.spec.plugin and installed:
             base.run(pip + ['uninstall', '-y', PLUGIN])
-        self.wheel_installed = self.spec.plugin
+        if self.spec.plugin:
+            self.cloud.wheeled.add(venv)
+        else:
+            self.cloud.wheeled.discard(venv)
 
     def configure(self):
         os.makedirs(self.etc, exist_ok=True)
@@ -150,10 +179,6 @@ class Compute(base.Service):
         base.iniset(c, 'libvirt', 'live_migration_scheme', 'tcp')
         base.iniset(c, 'oslo_concurrency', 'lock_path',
                     os.path.join(shared, 'lock'))
-        helper = '%s --config-file %s' % (self.bin('privsep-helper',
-                                                   self.venv), c)
-        for section in ('nova_sys_admin', 'privsep_osbrick'):
-            base.iniset(c, section, 'helper_command', helper)
         self._configure_spec()
 
     def _configure_spec(self):
@@ -164,6 +189,11 @@ class Compute(base.Service):
         """
         spec = self.spec
         plugin = spec.plugin
+        # privsep's helper comes from the venv nova-compute runs from.
+        helper = '%s --config-file %s' % (self.bin('privsep-helper',
+                                                   self.venv), self.conf)
+        for section in ('nova_sys_admin', 'privsep_osbrick'):
+            base.iniset(self.conf, section, 'helper_command', helper)
         for section, option, value in (
                 ('DEFAULT', 'config_source', plugin and 'migration_net'),
                 ('migration_net', 'driver', plugin and 'nova_migration_net'),

@@ -42,6 +42,10 @@ def configure_common(cloud, path, host):
     # plugin's (nova sends none by default).
     iniset(path, 'notifications', 'notification_format', 'versioned')
     iniset(path, 'oslo_messaging_notifications', 'driver', 'messagingv2')
+    # What an operator sets for a rolling upgrade: RPC to computes goes at
+    # the oldest compute's version (nova 33 beside nova 34 in
+    # tests/cloud/test_cross_release.py).
+    iniset(path, 'upgrade_levels', 'compute', 'auto')
     for section in ('placement', 'neutron'):
         for option, value in cloud.keystone.auth_options('nova'):
             iniset(path, section, option, value)
@@ -66,8 +70,11 @@ class Nova(base.Service):
         return self.cloud.computes[self.cloud.controller.name].conf
 
     def bin(self, command):
-        return super().bin(
-            command, self.cloud.computes[self.cloud.controller.name].venv)
+        # compute-a's own venv, also while its nova-compute runs an older
+        # nova's (tests/cloud/test_cross_release.py): controllers are
+        # upgraded first.
+        return super().bin(command,
+                           self.cloud.venvs[self.cloud.controller.name])
 
     def configure(self):
         """The controller's options, in compute-a's ``nova.conf``."""
