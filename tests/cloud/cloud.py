@@ -55,7 +55,7 @@ from tests.hypervisor import testbed
 
 WORK_DIR = os.environ.get('NOVA_MIGRATION_NET_CLOUD_DIR',
                           '/tmp/nova-migration-net-cloud')
-NETNS_PREFIX = os.environ.get('NOVA_MIGRATION_NET_CLOUD_PREFIX', 'nmc-')
+NETNS_PREFIX = install.CLOUD_PREFIX
 CLOUD_NAME = 'nova-migration-net'
 
 CLONE_NEWNET = 0x40000000

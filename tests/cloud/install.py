@@ -34,7 +34,9 @@ The venvs live in a cache directory keyed by a hash of the constraints and
 of the package lists, so a second run reuses them; a venv whose install did
 not finish has no ``.complete`` marker and is made again. The plugin is not
 in any cached venv: :class:`tests.cloud.services.compute.Compute` installs
-and removes it with pip, as an operator does.
+and removes it with pip, as an operator does. So the compute venvs are each
+cloud's own (named after its namespace prefix), and two clouds can share
+the cache; the controller venv, which the plugin never enters, is shared.
 
 ``python -m tests.cloud.install`` installs it all (tox's ``commands_pre``).
 """
@@ -57,6 +59,10 @@ CONSTRAINTS = os.environ.get('TOX_CONSTRAINTS_FILE',
                              os.path.join(REPO, 'upper-constraints.txt'))
 CACHE_DIR = os.environ.get('NOVA_MIGRATION_NET_CLOUD_CACHE',
                            '/var/cache/nova-migration-net-cloud')
+# The namespace prefix that names a cloud (tests/cloud/cloud.py). A cloud
+# installs and removes the plugin in its compute venvs, so those are its
+# own: two clouds of different prefixes may run at once on one cache.
+CLOUD_PREFIX = os.environ.get('NOVA_MIGRATION_NET_CLOUD_PREFIX', 'nmc-')
 
 DEBIAN_PACKAGES = testbed.DEBIAN_PACKAGES + (
     'mariadb-server', 'mariadb-client', 'rabbitmq-server',
@@ -85,6 +91,11 @@ def constraints_of(name, constraints=CONSTRAINTS):
     return OLDER.get(name, constraints)
 
 
+def _stem(name):
+    """The cache entry's name: a cloud's own for the venvs it changes."""
+    return name if name == 'controller' else CLOUD_PREFIX + name
+
+
 def venv_dir(name, constraints=CONSTRAINTS):
     """Where venv ``name`` for ``constraints`` lives in the cache."""
     digest = hashlib.sha256()
@@ -92,7 +103,8 @@ def venv_dir(name, constraints=CONSTRAINTS):
         digest.update(f.read())
     digest.update(repr((name, PACKAGES[name],
                         sys.version_info[:2])).encode())
-    return os.path.join(CACHE_DIR, '%s-%s' % (name, digest.hexdigest()[:12]))
+    return os.path.join(CACHE_DIR, '%s-%s' % (_stem(name),
+                                              digest.hexdigest()[:12]))
 
 
 def _pip(venv, *args):
@@ -136,7 +148,7 @@ def venv(name, constraints=CONSTRAINTS):
         with open(marker, 'w') as f:
             f.write(' '.join(PACKAGES[name]) + '\n')
         # Venvs of older constraints are of no more use.
-        for old in glob.glob(os.path.join(CACHE_DIR, name + '-*')):
+        for old in glob.glob(os.path.join(CACHE_DIR, _stem(name) + '-*')):
             if old != path:
                 shutil.rmtree(old, ignore_errors=True)
     return path
