@@ -56,8 +56,11 @@ cli_opts = [
     cfg.MultiStrOpt('peer',
                     default=[],
                     help='The migration address of another compute host; '
-                         'checks that its libvirtd answers there. Repeat for '
-                         'more hosts.'),
+                         'checks that its libvirtd answers there. With '
+                         '[libvirt] live_migration_with_native_tls, the '
+                         'host\'s name instead (nova\'s [DEFAULT] host '
+                         'there), where libvirt\'s connection goes. Repeat '
+                         'for more hosts.'),
     cfg.PortOpt('libvirt-port',
                 help='The port of the peers\' libvirtd. Default: 16514 with '
                      '[libvirt] live_migration_scheme = tls, 22 with ssh, '
@@ -187,8 +190,11 @@ class Checks(upgradecheck.UpgradeCommands):
                             'nova-compute refuses to start with it. Set this '
                             'host\'s own address on the migration network.'
                             % (address, reason))
-        return _failure('[DEFAULT] my_live_migration_ip %s: %s. Sources '
-                        'running nova-migration-net connect to it, so live '
+        # nova-compute's own verdict (hooks.InitHost): it starts and warns,
+        # as the interface may come up later.
+        return _warning('[DEFAULT] my_live_migration_ip %s: %s. nova-compute '
+                        'starts with it and warns; sources running '
+                        'nova-migration-net connect to it, so live '
                         'migrations to this host fail (and are rolled back) '
                         'until an interface has it: assign it, or correct '
                         'the option.' % (address, reason))
@@ -289,15 +295,34 @@ class Checks(upgradecheck.UpgradeCommands):
                          'there.')
         scheme = self.conf.libvirt.live_migration_scheme or 'tcp'
         port = self.conf.libvirt_port or LIBVIRT_PORTS.get(scheme, 16509)
+        native_tls = self.conf.libvirt.live_migration_with_native_tls
         address, problem = self._address()
         answered, failed = [], []
         for peer in peers:
-            error = connect_problem(peer, port, address,
-                                    self.conf.peer_timeout)
+            if native_tls:
+                # The libvirt connection goes to the hostname, over the
+                # management network (hooks.plane_mode).
+                error = connect_problem(peer, port, names=True,
+                                        timeout=self.conf.peer_timeout)
+            else:
+                error = connect_problem(peer, port, address,
+                                        self.conf.peer_timeout)
             if error is None:
                 answered.append(peer)
             else:
                 failed.append('%s port %d: %s' % (peer, port, error))
+        if native_tls:
+            where = ('With native TLS, libvirtd\'s connection goes to the '
+                     'destination\'s hostname, only QEMU\'s stream to its '
+                     'migration address (on ports open only during a '
+                     'migration, which this check cannot probe).')
+            if failed:
+                return _failure(
+                    'No answer from %s. %s Check that libvirtd listens on '
+                    'the peers\' hostnames, and the routes and firewalls to '
+                    'them.' % ('; '.join(failed), where))
+            return _success('%s answered on port %d. %s'
+                            % (', '.join(answered), port, where))
         origin = ' (connecting from %s)' % address if address else ''
         if failed:
             return _failure(
@@ -408,24 +433,31 @@ def hostname_problem(path, name, server='QEMU'):
             % (server, path, name, _found(ips, names, common_names), name))
 
 
-def connect_problem(peer, port, source=None, timeout=3.0):
+def connect_problem(peer, port, source=None, timeout=3.0, names=False):
     """Why a TCP connection to ``peer`` port ``port`` fails, or None.
 
     :param source: the local address to connect from, when ``peer`` is of
         its IP version: the connection then starts on the migration plane
+    :param names: whether ``peer`` may be a host name, resolved as libvirt
+        resolves the destination's name
     """
+    bind = None
     try:
         peer_ip = ipaddress.ip_address(peer)
     except ValueError:
-        return 'not an IP address (give the peer\'s migration address)'
-    bind = None
-    if source is not None and ipaddress.ip_address(source).version == \
-            peer_ip.version:
-        bind = (str(source), 0)
+        if not names:
+            return 'not an IP address (give the peer\'s migration address)'
+    else:
+        peer = str(peer_ip)
+        if source is not None and \
+                ipaddress.ip_address(source).version == peer_ip.version:
+            bind = (str(source), 0)
     try:
-        with socket.create_connection((str(peer_ip), port), timeout=timeout,
+        with socket.create_connection((peer, port), timeout=timeout,
                                       source_address=bind):
             return None
+    except socket.gaierror as err:
+        return 'cannot resolve the name: %s' % err.strerror
     except socket.timeout:
         return 'no answer within %g seconds' % timeout
     except OSError as err:

@@ -162,14 +162,15 @@ class TestInterfaceCheck(StatusTestCase):
             self.checks('[DEFAULT]\nmy_live_migration_ip = fd00:30::15\n')
             ._check_interface())
 
-    def test_address_on_no_interface_fails(self):
+    def test_address_on_no_interface_warns_as_nova_compute_does(self):
         result = self.checks(
             '[DEFAULT]\nmy_live_migration_ip = 172.168.1.99\n'
         )._check_interface()
-        self.assertEqual(FAILURE, result.code)
+        self.assertEqual(WARNING, result.code)
         self.assertTrue(result.details.startswith(
             '[DEFAULT] my_live_migration_ip 172.168.1.99: it is not assigned '
-            'to any interface of this host. '), result.details)
+            'to any interface of this host. nova-compute starts with it and '
+            'warns; '), result.details)
 
     def test_broadcast_address_of_a_local_network_fails(self):
         result = self.checks(
@@ -484,6 +485,21 @@ class TestPeersCheck(StatusTestCase):
                                 'live_migration_scheme = %s\n' % scheme)
             self.assertIn('port %d' % port, result.details)
 
+    def test_native_tls_probes_libvirtd_on_the_peer_hostname(self):
+        listener = Listener(self)
+        result = self.checks(
+            '[DEFAULT]\nmy_live_migration_ip = 127.0.0.2\n'
+            '[libvirt]\nlive_migration_with_native_tls = true\n',
+            ['--peer', 'localhost', '--libvirt-port', str(listener.port)]
+        )._check_peers()
+        self.assertEqual(SUCCESS, result.code)
+        self.assertTrue(result.details.startswith(
+            "localhost answered on port %d. With native TLS, libvirtd's "
+            "connection goes to the destination's hostname" % listener.port),
+            result.details)
+        # Over the management network: not from the migration address.
+        self.assertEqual('127.0.0.1', listener.accepted_from())
+
     def test_connection_starts_from_the_migration_address(self):
         listener = Listener(self)
         self.assertIsNone(status.connect_problem(
@@ -520,7 +536,7 @@ class TestExitCode(StatusTestCase):
 
     def test_a_failure_is_the_worst_result(self):
         checks = self.checks(PLUGIN + '[DEFAULT]\n'
-                             'my_live_migration_ip = 172.168.1.99\n')
+                             'my_live_migration_ip = 172.168.255.255\n')
         self.assertEqual(FAILURE, checks.check())
 
 
