@@ -13,7 +13,7 @@
 """Print the real-cloud tier's latest results as tables.
 
 Each table is of the tests stestr's last run ran, so that ``tox -e cloud``
-and ``tox -e cloud-upgrade`` (and a run of a few tests) print their own:
+and ``tox -e cloud-ops`` (and a run of a few tests) print their own:
 
 - tests/cloud/test_rolling_upgrade.py's steps and
   tests/cloud/test_cross_release.py's (the tables of

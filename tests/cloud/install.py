@@ -107,16 +107,25 @@ def venv_dir(name, constraints=CONSTRAINTS):
                                               digest.hexdigest()[:12]))
 
 
-def _pip(venv, *args):
-    """Run the venv's pip; raise with its output when it fails."""
+def _installer_env():
+    """This process's environment (the package index's proxy and CA
+    settings included) without what points at this checkout or at tox's
+    venv instead of the one being made.
+    """
+    return {k: v for k, v in os.environ.items()
+            if k not in ('PYTHONPATH', 'PYTHONHOME', 'VIRTUAL_ENV')}
+
+
+def _install(venv, *args):
+    """``pip install args`` into the venv (with uv where this Python has
+    it); raise with the output when it fails.
+    """
     proc = subprocess.run(
-        [os.path.join(venv, 'bin', 'pip'), '--disable-pip-version-check',
-         '-q'] + list(args), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, timeout=PIP_TIMEOUT,
-        env={'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
-             'HOME': os.environ.get('HOME', '/root')})
+        testbed.pip_install(os.path.join(venv, 'bin', 'python'), *args),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        timeout=PIP_TIMEOUT, env=_installer_env())
     if proc.returncode:
-        raise RuntimeError('pip %s in %s exited %d:\n%s'
+        raise RuntimeError('installing %s in %s exited %d:\n%s'
                            % (' '.join(args), venv, proc.returncode,
                               proc.stdout))
     return proc.stdout
@@ -144,7 +153,7 @@ def venv(name, constraints=CONSTRAINTS):
         shutil.rmtree(path, ignore_errors=True)
         subprocess.run([sys.executable, '-m', 'venv', path], check=True,
                        timeout=120)
-        _pip(path, 'install', '-c', constraints, *PACKAGES[name])
+        _install(path, '-c', constraints, *PACKAGES[name])
         with open(marker, 'w') as f:
             f.write(' '.join(PACKAGES[name]) + '\n')
         # Venvs of older constraints are of no more use.
