@@ -29,6 +29,7 @@ that was killed. Two clouds with their own work directory and namespace
 prefix can run at once.
 """
 
+from concurrent import futures
 import ctypes
 import os
 import shutil
@@ -97,6 +98,16 @@ def kill_recorded(pid_dir):
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def _at_once(items, call):
+    """``call`` each item in threads of this one (so in its network
+    namespace); raise the first error once every call has ended.
+    """
+    with futures.ThreadPoolExecutor(len(items)) as pool:
+        calls = [pool.submit(call, item) for item in items]
+    for done in calls:
+        done.result()
 
 
 class Cloud(fixtures.Fixture):
@@ -199,10 +210,14 @@ class Cloud(fixtures.Fixture):
         for service in self.services:
             service.install()
             service.configure()
-        for service in (self.mysql, self.rabbitmq, self.glusterfs,
-                        self.keystone,
-                        self.placement, self.glance, self.neutron,
-                        self.nova, *self.computes.values()):
+        # Each stage needs the one before: the database and the bus;
+        # keystone; the APIs, whose database syncs are most of the
+        # bring-up and independent; then the computes.
+        for stage in ((self.mysql, self.rabbitmq, self.glusterfs),
+                      (self.keystone,),
+                      (self.placement, self.glance, self.neutron, self.nova)):
+            _at_once(stage, lambda service: (service.init(), service.start()))
+        for service in self.computes.values():
             service.init()
             service.start()
         for service in self.computes.values():

@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -291,8 +292,13 @@ class Service:
         """
         shim_dir = os.path.join(self.cloud.work_dir, 'bin')
         os.makedirs(shim_dir, exist_ok=True)
-        with open(os.path.join(shim_dir, 'argv_wsgi.py'), 'w') as f:
+        # Services start at once: replace the shim whole, never truncate
+        # the file another gunicorn may be importing.
+        shim = os.path.join(shim_dir, 'argv_wsgi.py')
+        with tempfile.NamedTemporaryFile('w', dir=shim_dir, suffix='.tmp',
+                                         delete=False) as f:
             f.write(ARGV_WSGI)
+        os.replace(f.name, shim)
         log = self.cloud.log_dir
         argv = [self.bin('gunicorn'), '--workers', '1', '--threads', '4',
                 '--bind', '%s:%d' % (self.cloud.controller_ip, self.port),

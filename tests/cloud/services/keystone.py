@@ -22,6 +22,7 @@ and ``get_or_create_endpoint`` do.
 """
 
 import os
+import threading
 
 from tests.cloud.services import base
 
@@ -35,6 +36,10 @@ class Keystone(base.Service):
 
     name = 'keystone'
     port = 5000
+
+    def __init__(self, cloud):
+        super().__init__(cloud)
+        self._lock = threading.Lock()
 
     @property
     def url(self):
@@ -83,6 +88,12 @@ class Keystone(base.Service):
         """Service user ``user``; and, with ``service_type``, its entry
         in the catalog with ``url`` as public and internal endpoint.
         """
+        # The cloud brings services up at once; one lock, so that only one
+        # of them finds no service project and makes it.
+        with self._lock:
+            self._add_service(user, service_type, url)
+
+    def _add_service(self, user, service_type, url):
         # A connection of its own: the admin one caches a catalog, which
         # lacks the services registered after its first token.
         identity = self.cloud.connect().identity
