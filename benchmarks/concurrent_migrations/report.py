@@ -257,7 +257,7 @@ def verdicts(summary):
                  '(target <= %.1fx idle at N=%d): %s.'
                  % (at, ', '.join(parts), P99_TARGET, TARGET_N, state))
     parts, shown = [], True
-    for probe in ('rpc', 'api', 'placement', 'echo'):
+    for probe in ('rpc', 'api', 'placement', 'echo', 'echo-rt'):
         s = stock['ratio_to_idle'].get(probe, {}).get('p99')
         vs = (stock['probes'][probe].get('p99', 0)
               / plugin['probes'][probe]['p99']
