@@ -206,6 +206,11 @@ class ControlPath:
                 'oslo.config.driver', 'nova_migration_net',
                 invoke_on_load=True)
             manager.driver.open_source_from_opt_group(CONF, 'migration_net')
+            # The source only arms the plugin: it activates when nova
+            # makes its driver, which this process did before. Activate
+            # as that trap would.
+            if activation.is_armed():
+                activation.activate()
             if not activation.is_active():
                 raise RuntimeError('nova-migration-net refused to activate')
             self.operation = self._plugin_operation

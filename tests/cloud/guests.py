@@ -20,6 +20,10 @@ bootloader). The flavor has 128 MB and one vCPU; servers boot with
 port too, which nova logs to the instance's ``console.log`` on the host
 it runs on: the console output nova's API returns is that host's log,
 so a checksum read after a migration was computed on the destination.
+
+With ``dirty_mib`` (the benchmark's), the guest keeps that much of its
+memory dirty after its first checksum (see ``noise_guest.S``): its own
+images and flavor, and no checksum to compare after a migration.
 """
 
 import os
@@ -35,49 +39,66 @@ ROOT_DISK_MIB = 8
 class Guests:
     """The images, the flavor and noise servers of one cloud."""
 
-    def __init__(self, cloud):
+    def __init__(self, cloud, memory_mb=MEMORY_MB, dirty_mib=0):
         self.cloud = cloud
         self.conn = cloud.admin
+        self.memory_mb = memory_mb
+        self.dirty_mib = dirty_mib
+        self.kind = ('noise' if (memory_mb, dirty_mib) == (MEMORY_MB, 0)
+                     else 'noise%d-dirty%d' % (memory_mb, dirty_mib))
         self._images = None
 
     def images(self):
         """The kernel and disk images and the flavor, made once."""
         if self._images is None:
-            kernel_path = self.cloud.testbed.build_guest_kernel(MEMORY_MB)
-            root_path = os.path.join(self.cloud.work_dir, 'noise-root.raw')
+            kernel_path = self.cloud.testbed.build_guest_kernel(
+                self.memory_mb, dirty_mib=self.dirty_mib)
+            root_path = os.path.join(self.cloud.work_dir,
+                                     self.kind + '-root.raw')
             with open(root_path, 'wb') as f:
                 f.write(os.urandom(ROOT_DISK_MIB * 1024 * 1024))
             image = self.conn.image
             kernel = image.create_image(
-                name='noise-kernel', filename=kernel_path,
+                name=self.kind + '-kernel', filename=kernel_path,
                 disk_format='aki', container_format='aki',
                 validate_checksum=False, wait=True)
             root = image.create_image(
-                name='noise-root', filename=root_path,
+                name=self.kind + '-root', filename=root_path,
                 disk_format='ami', container_format='ami',
                 kernel_id=kernel.id, validate_checksum=False, wait=True)
             flavor = self.conn.compute.create_flavor(
-                name=FLAVOR, ram=MEMORY_MB, vcpus=1, disk=1)
+                name=(FLAVOR if self.kind == 'noise' else self.kind),
+                ram=self.memory_mb, vcpus=1, disk=1)
             self._images = root, flavor
             # Each host fetches the images from glance, over the
             # management link, the first time it runs a guest of them: a
             # server booted on each host first keeps that download out of
             # every migration's byte count.
             for host in self.cloud.testbed.hosts:
-                server, _ = self.boot('warm-up-' + host.name, host)
+                kind = '' if self.kind == 'noise' else self.kind + '-'
+                server, _ = self.boot('warm-up-' + kind + host.name, host)
                 self.delete(server)
         return self._images
 
     def boot(self, name, host, timeout=180):
         """A noise server on ``host``, ACTIVE, with its first checksum."""
+        [(server, checksum)] = self.boot_many([name], host, timeout)
+        return server, checksum
+
+    def boot_many(self, names, host, timeout=180):
+        """Noise servers on ``host``, asked for at once; each ACTIVE, with
+        its first checksum, as ``(server, checksum)`` in ``names``' order.
+        """
         root, flavor = self.images()
         compute = self.conn.compute
-        server = compute.create_server(
+        servers = [compute.create_server(
             name=name, image_id=root.id, flavor_id=flavor.id,
             networks='none', availability_zone='nova:' + host.name)
-        server = compute.wait_for_server(server, status='ACTIVE',
-                                         failures=['ERROR'], wait=timeout)
-        return server, self.wait_for_checksums(server)[0]
+            for name in names]
+        servers = [compute.wait_for_server(s, status='ACTIVE',
+                                           failures=['ERROR'], wait=timeout)
+                   for s in servers]
+        return [(s, self.wait_for_checksums(s)[0]) for s in servers]
 
     def checksums(self, server):
         """The checksums in the server's console output, in order."""

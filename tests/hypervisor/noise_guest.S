@@ -11,7 +11,14 @@
  * equal to the one it computed before, says the memory arrived intact and
  * the guest runs there. Assembled with --defsym MEMTOP=<bytes> and
  * --defsym PASSES=<n>: PASSES=0 checksums forever, otherwise the guest
- * halts after that many checksums (an idle guest, for the benchmark).
+ * halts after that many checksums (an idle guest).
+ *
+ * --defsym DIRTY=<bytes>, not 0, makes a guest that dirties its memory
+ * instead, for the benchmark: after its first checksum it writes one word
+ * of every 4 KiB page of the first DIRTY bytes of the noise, then sleeps
+ * until the firmware's timer ticks (IRQ 0, 18.2 Hz), and again, forever.
+ * Its working set stays dirty while its vCPU is idle almost all the time,
+ * as a server's is; its memory no longer matches its checksum.
  */
     .text
     .align 4
@@ -75,6 +82,9 @@ digit:
     mov $'\n', %al
     putc
 
+    mov $DIRTY, %ecx
+    test %ecx, %ecx
+    jnz dirty_setup
     test %ebp, %ebp
     jz checksum                 /* PASSES=0: forever */
     dec %ebp
@@ -82,3 +92,45 @@ digit:
 idle:
     hlt
     jmp idle
+
+/* All 256 gates of an IDT lead to tick: the timer wakes the hlt below. */
+dirty_setup:
+    mov %cs, %ax
+    mov $idt, %edi
+    mov $256, %ecx
+gate:
+    mov $tick, %edx
+    mov %dx, (%edi)
+    mov %ax, 2(%edi)
+    movw $0x8e00, 4(%edi)       /* present, ring 0, 32-bit interrupt gate */
+    shr $16, %edx
+    mov %dx, 6(%edi)
+    add $8, %edi
+    loop gate
+    lidt idtr
+dirty:
+    mov $0x200000, %edi
+page:
+    incl (%edi)
+    add $4096, %edi
+    cmp $(0x200000 + DIRTY), %edi
+    jb page
+    sti
+    hlt
+    cli
+    jmp dirty
+
+tick:
+    push %eax
+    mov $0x20, %al
+    out %al, $0x20              /* end of interrupt, to the PIC */
+    pop %eax
+    iret
+
+    .align 8
+idtr:
+    .word 256 * 8 - 1
+    .long idt
+    .align 8
+idt:
+    .fill 256 * 8

@@ -451,17 +451,19 @@ class Testbed(fixtures.Fixture):
 
     # Guests
 
-    def build_guest_kernel(self, memory_mib=128, passes=0):
-        """Assemble ``noise_guest.S`` for a guest of ``memory_mib``.
+    def build_guest_kernel(self, memory_mib=128, passes=0, dirty_mib=0):
+        """Assemble ``noise_guest.S`` for a guest of ``memory_mib``; with
+        ``dirty_mib``, one that keeps that much of its memory dirty.
 
         The top 4 MiB stay unused (the firmware's tables live there).
         """
         memtop = (memory_mib - 4) * 1024 * 1024
-        name = 'noise-%dm-%d' % (memory_mib, passes)
+        name = 'noise-%dm-%d-%d' % (memory_mib, passes, dirty_mib)
         obj = os.path.join(self.work_dir, name + '.o')
         elf = os.path.join(self.work_dir, name + '.elf')
         _run(['as', '--32', '--defsym', 'MEMTOP=%d' % memtop,
-              '--defsym', 'PASSES=%d' % passes, '-o', obj,
+              '--defsym', 'PASSES=%d' % passes,
+              '--defsym', 'DIRTY=%d' % (dirty_mib * 1024 * 1024), '-o', obj,
               os.path.join(HERE, 'noise_guest.S')])
         _run(['ld', '-N', '-m', 'elf_i386', '-Ttext=0x100000', '-e',
               '_start', '--no-warn-rwx-segments', '-o', elf, obj])
