@@ -52,6 +52,7 @@ from tests.cloud.services import neutron
 from tests.cloud.services import nova
 from tests.cloud.services import placement
 from tests.cloud.services import rabbitmq
+from tests.cloud.services import sshd
 from tests.hypervisor import testbed
 
 WORK_DIR = os.environ.get('NOVA_MIGRATION_NET_CLOUD_DIR',
@@ -199,10 +200,12 @@ class Cloud(fixtures.Fixture):
         self.computes = {h.name: compute.Compute(self, h)
                          for h in self.testbed.hosts}
         self.nova = nova.Nova(self)
+        # Started by the tests that migrate over ssh only.
+        self.sshd = sshd.SSHD(self)
         self.services = [self.mysql, self.rabbitmq, self.glusterfs,
                          self.keystone,
                          self.placement, self.glance, self.neutron,
-                         *self.computes.values(), self.nova]
+                         *self.computes.values(), self.nova, self.sshd]
         self.addCleanup(self.stop)
         self._write_clouds_yaml()
         for name, spec in self.specs.items():

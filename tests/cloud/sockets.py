@@ -13,8 +13,8 @@
 """Which daemon listens where on a host, and who connects to it.
 
 :class:`SocketSampler` runs ``ss -Htanp`` inside a host's namespaces every
-100 ms until stopped, and keeps the TCP listeners of libvirt's and QEMU's
-processes and the established connections to them. QEMU's incoming
+100 ms until stopped, and keeps the TCP listeners of libvirt's, QEMU's and
+sshd's processes and the established connections to them. QEMU's incoming
 migration port and libvirt's NBD server exist only while a migration
 runs; a socket that opens and closes between two samples is missed.
 """
@@ -24,10 +24,11 @@ import re
 import subprocess
 import threading
 
-# ss's process names are the kernel's 15-character ``comm``.
+# ss's process names are the kernel's 15-character ``comm``; sshd for
+# qemu+ssh://.
 DAEMONS = ('libvirtd', 'virtqemud', 'virtproxyd', 'qemu-system-x86',
-           'qemu-kvm')
-USERS = re.compile(r'\(\("([^"]+)"')
+           'qemu-kvm', 'sshd')
+USERS = re.compile(r'\(\("([^"]+)",pid=(\d+)')
 
 
 def _endpoint(text):
@@ -41,16 +42,33 @@ def _endpoint(text):
 
 
 def parse(output):
-    """``[(state, local, peer, process)]`` of ``ss -Htanp`` ``output``."""
+    """``[(state, local, peer, process, pid)]`` of ``ss -Htanp``
+    ``output``; process and pid None for a socket of no process.
+    """
     found = []
     for line in output.splitlines():
         fields = line.split()
         if len(fields) < 5:
             continue
         match = USERS.search(line)
+        process, pid = (match.group(1), int(match.group(2))) if match else (
+            None, None)
         found.append((fields[0], _endpoint(fields[3]), _endpoint(fields[4]),
-                      match.group(1) if match else None))
+                      process, pid))
     return found
+
+
+def parent_name(pid):
+    """The ``comm`` of ``pid``'s parent, or None once it is gone (the
+    hosts share this machine's process namespace).
+    """
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            ppid = int(f.read().rsplit(')', 1)[1].split()[1])
+        with open('/proc/%d/comm' % ppid) as f:
+            return f.read().strip()
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class SocketSampler(threading.Thread):
@@ -58,14 +76,17 @@ class SocketSampler(threading.Thread):
 
     ``listening``: ``{(process, (addr, port))}`` of :data:`DAEMONS`;
     ``inbound``: ``{(peer addr, (addr, port), process)}`` of connections
-    to those listeners.
+    to those listeners; ``outbound``: ``{(process, its parent's name,
+    (peer addr, port))}`` of connections the processes named ``clients``
+    opened.
     """
 
-    def __init__(self, prefix, interval=0.1):
+    def __init__(self, prefix, interval=0.1, clients=()):
         super().__init__(daemon=True)
         self.command = list(prefix) + ['ss', '-Htanp']
         self.interval = interval
-        self.listening, self.inbound = set(), set()
+        self.clients = frozenset(clients)
+        self.listening, self.inbound, self.outbound = set(), set(), set()
         self.samples = 0
         self._done = threading.Event()
 
@@ -73,13 +94,17 @@ class SocketSampler(threading.Thread):
         output = subprocess.run(self.command, capture_output=True,
                                 text=True, timeout=30, check=True).stdout
         sockets = parse(output)
-        for state, local, _, process in sockets:
+        for state, local, _, process, _ in sockets:
             if state == 'LISTEN' and process in DAEMONS:
                 self.listening.add((process, local))
         ports = {local[1] for _, local in self.listening}
-        for state, local, peer, process in sockets:
-            if state == 'ESTAB' and local[1] in ports and process:
+        for state, local, peer, process, pid in sockets:
+            if state != 'ESTAB' or not process:
+                continue
+            if local[1] in ports:
                 self.inbound.add((peer[0], local, process))
+            if process in self.clients:
+                self.outbound.add((process, parent_name(pid), peer))
         self.samples += 1
 
     def run(self):
@@ -93,9 +118,9 @@ class SocketSampler(threading.Thread):
 
 
 @contextlib.contextmanager
-def sampling(prefix):
+def sampling(prefix, clients=()):
     """A running :class:`SocketSampler` of the host ``prefix`` enters."""
-    sampler = SocketSampler(prefix)
+    sampler = SocketSampler(prefix, clients=clients)
     sampler.start()
     try:
         yield sampler

@@ -36,6 +36,7 @@ import atexit
 import collections
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import shutil
@@ -81,8 +82,10 @@ HOSTS = (
          'fd00:30::2', '00000000-0000-4000-8000-00000000000b'),
 )
 
+# libvirtd's TLS port reads its files where libvirt looks by default,
+# /etc/pki (see START_SH).
 LIBVIRTD_CONF = """
-listen_tls = 0
+listen_tls = 1
 listen_tcp = 1
 auth_tcp = "none"
 host_uuid = "{uuid}"
@@ -104,10 +107,16 @@ migrate_tls_x509_cert_dir = "{pki}"
 migrate_tls_x509_verify = 1
 """
 
+# /etc is the machine's with the host's own files over it (an overlay, in
+# the host's mount namespace only): libvirt's TLS files in /etc/pki, where
+# libvirtd looks for them as a client too (the source's libvirtd connecting
+# to qemu+tls://), and where the machine has nothing.
 START_SH = """#!/bin/bash
 set -e
 hostname {name}
 mount --make-rprivate /
+mount -t overlay overlay -o lowerdir=/etc,upperdir={dir}/etc-upper,\\
+workdir={dir}/etc-work /etc
 mount --bind {dir}/etc /etc/libvirt
 mount --bind {dir}/lib /var/lib/libvirt
 mount --bind {dir}/run /run/libvirt
@@ -326,7 +335,7 @@ class Testbed(fixtures.Fixture):
             self.addCleanup(signal.signal, signal.SIGTERM, previous)
         self._make_network()
         self.kernel = self.build_guest_kernel()
-        self.pki = _make_pki(self.work_dir, [h.name for h in self.hosts])
+        self.pki = _make_pki(self.work_dir, self.hosts)
         for host in self.hosts:
             self._start_libvirtd(host)
         for host in self.hosts:
@@ -575,11 +584,16 @@ def parse_checksums(text):
             if line.startswith('C') and len(line) == 9]
 
 
-def _make_pki(work_dir, hostnames):
-    """A CA, and per host QEMU's TLS server and client certificates.
+def _make_pki(work_dir, hosts):
+    """A CA, and per host QEMU's TLS server and client certificates and
+    libvirtd's; the directory of QEMU's, by host name.
 
-    As deployment tools issue them: each certificate names its host by
-    hostname only; no certificate carries a migration address.
+    QEMU's as deployment tools issue them: each certificate names its host
+    by hostname only. libvirtd's, in the host's ``/etc/pki`` (``CA/``,
+    ``libvirt/``; see ``START_SH``), are QEMU's client certificate and a
+    server certificate that names the host's migration addresses too
+    (``IP:`` in subjectAltName): with ``live_migration_scheme = tls`` a
+    source connects libvirt to the migration IP and verifies it.
     """
     now = datetime.datetime.now(datetime.timezone.utc)
 
@@ -616,29 +630,46 @@ def _make_pki(work_dir, hostnames):
                                  serialization.PrivateFormat.PKCS8,
                                  serialization.NoEncryption())
 
+    def leaf(hostname, purpose, *names):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = issue(hostname, key, 'nova-migration-net testbed CA', ca_key,
+                     ca=False, extra=[
+                         x509.SubjectAlternativeName(
+                             [x509.DNSName(hostname)] + list(names)),
+                         x509.ExtendedKeyUsage([purpose])])
+        return pem(cert), key_pem(key)
+
+    def write(d, files):
+        for filename, data in files.items():
+            path = os.path.join(d, filename)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as f:
+                f.write(data)
+            os.chmod(path, 0o600 if filename.endswith('key.pem') else 0o644)
+
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = issue('nova-migration-net testbed CA', ca_key,
                'nova-migration-net testbed CA', ca_key, ca=True)
     dirs = {}
-    for hostname in hostnames:
-        d = os.path.join(work_dir, 'pki', hostname)
-        os.makedirs(d)
+    for host in hosts:
         files = {'ca-cert.pem': pem(ca)}
-        san = x509.SubjectAlternativeName([x509.DNSName(hostname)])
         for role, purpose in (('server', ExtendedKeyUsageOID.SERVER_AUTH),
                               ('client', ExtendedKeyUsageOID.CLIENT_AUTH)):
-            key = ec.generate_private_key(ec.SECP256R1())
-            cert = issue(hostname, key, 'nova-migration-net testbed CA',
-                         ca_key, ca=False,
-                         extra=[san, x509.ExtendedKeyUsage([purpose])])
-            files['%s-cert.pem' % role] = pem(cert)
-            files['%s-key.pem' % role] = key_pem(key)
-        for filename, data in files.items():
-            path = os.path.join(d, filename)
-            with open(path, 'wb') as f:
-                f.write(data)
-            os.chmod(path, 0o600 if filename.endswith('key.pem') else 0o644)
-        dirs[hostname] = d
+            (files['%s-cert.pem' % role],
+             files['%s-key.pem' % role]) = leaf(host.name, purpose)
+        dirs[host.name] = os.path.join(work_dir, 'pki', host.name)
+        write(dirs[host.name], files)
+        server_cert, server_key = leaf(
+            host.name, ExtendedKeyUsageOID.SERVER_AUTH,
+            *(x509.IPAddress(ipaddress.ip_address(address)) for address in
+              (host.migration_ipv4, host.migration_ipv6)))
+        write(os.path.join(work_dir, host.name, 'etc-upper', 'pki'), {
+            'CA/cacert.pem': pem(ca),
+            'libvirt/servercert.pem': server_cert,
+            'libvirt/private/serverkey.pem': server_key,
+            'libvirt/clientcert.pem': files['client-cert.pem'],
+            'libvirt/private/clientkey.pem': files['client-key.pem']})
+        os.makedirs(os.path.join(work_dir, host.name, 'etc-work'))
     return dirs
 
 
