@@ -29,7 +29,6 @@ that was killed. Two clouds with their own work directory and namespace
 prefix can run at once.
 """
 
-from concurrent import futures
 import ctypes
 import os
 import shutil
@@ -99,16 +98,6 @@ def kill_recorded(pid_dir):
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
-
-
-def _at_once(items, call):
-    """``call`` each item in threads of this one (so in its network
-    namespace); raise the first error once every call has ended.
-    """
-    with futures.ThreadPoolExecutor(len(items)) as pool:
-        calls = [pool.submit(call, item) for item in items]
-    for done in calls:
-        done.result()
 
 
 class Cloud(fixtures.Fixture):
@@ -219,7 +208,8 @@ class Cloud(fixtures.Fixture):
         for stage in ((self.mysql, self.rabbitmq, self.glusterfs),
                       (self.keystone,),
                       (self.placement, self.glance, self.neutron, self.nova)):
-            _at_once(stage, lambda service: (service.init(), service.start()))
+            base.at_once(stage,
+                         lambda service: (service.init(), service.start()))
         for service in self.computes.values():
             service.init()
             service.start()

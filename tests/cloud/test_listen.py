@@ -56,10 +56,6 @@ def scheme(name):
         libvirt=(('live_migration_scheme', name),))
 
 
-def tunnelled(host):
-    return ipv4(host)._replace(tunnelled=True, shared_storage=True)
-
-
 Transport = collections.namedtuple(
     'Transport', 'title source destination plane control qemu_streams')
 Transport.__doc__ = """One row of the table.
@@ -87,7 +83,8 @@ TRANSPORTS = (
               test_live_migration.TLS_PLANE,
               ('libvirtd', 'mgmt_ip', 16509), 2),
     Transport('tunnelled (``live_migration_tunnelled``, shared storage)',
-              tunnelled, tunnelled, test_live_migration.IPV4_PLANE,
+              test_live_migration.tunnelled, test_live_migration.tunnelled,
+              test_live_migration.IPV4_PLANE,
               ('libvirtd', 'migration_ipv4', 16509), 0),
 )
 

@@ -66,6 +66,13 @@ def native_tls(host, **kwargs):
     return ipv4(host)._replace(native_tls=True, **kwargs)
 
 
+def tunnelled(host):
+    """The plugin with the IPv4 migration IP, tunnelled, on the cloud's
+    GlusterFS volume (tunnelled migration cannot copy local disks).
+    """
+    return ipv4(host)._replace(tunnelled=True, shared_storage=True)
+
+
 def masked(output):
     """``output`` without the time and process id of its log lines."""
     return re.sub(r'^\d{4}-\d\d-\d\d [\d:.]+ \d+ ', '', output,
@@ -234,11 +241,10 @@ class TestLiveMigration(scenario.CloudTestCase):
         ``fuse.glusterfs`` as shared storage (a directory bind-mounted on
         both hosts it refuses as unsafe).
         """
-        tunnelled = [ipv4(h)._replace(tunnelled=True, shared_storage=True)
-                     for h in (self.a, self.b)]
         with self.streams() as qemu, self.streams(
                 streams.LIBVIRTD_PORTS) as libvirtd:
-            self.check_migration(testbed.MIGR_IF, *tunnelled, IPV4_PLANE)
+            self.check_migration(testbed.MIGR_IF, tunnelled(self.a),
+                                 tunnelled(self.b), IPV4_PLANE)
         self.assertEqual((0, 1), (qemu.peak, libvirtd.peak))
 
     def test_migration_networks_stream_over_the_migration_link(self):

@@ -26,6 +26,7 @@ service needs), not the test runner's: nothing of tox or stestr reaches
 them.
 """
 
+from concurrent import futures
 import configparser
 import os
 import shutil
@@ -132,6 +133,16 @@ def wait_for(what, check, timeout=START_TIMEOUT, interval=0.5):
         time.sleep(interval)
     raise TimeoutError('%s: not after %ds (last error: %r)'
                        % (what, timeout, error))
+
+
+def at_once(items, call):
+    """``call`` each of ``items`` in threads of this one (so in its network
+    namespace); raise the first error once every call has ended.
+    """
+    with futures.ThreadPoolExecutor(max(1, len(items))) as pool:
+        calls = [pool.submit(call, item) for item in items]
+    for done in calls:
+        done.result()
 
 
 def http_up(url, timeout=5):

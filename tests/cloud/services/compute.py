@@ -35,7 +35,6 @@ rootwrap.
 """
 
 import collections
-from concurrent import futures
 import glob
 from importlib import metadata
 import os
@@ -282,9 +281,7 @@ def restart_all(changes):
     here), then each is (un)installed, reconfigured and started, and only
     then are all waited for.
     """
-    with futures.ThreadPoolExecutor(max(1, len(changes))) as pool:
-        for stopped in [pool.submit(node.stop) for node, _ in changes]:
-            stopped.result()
+    base.at_once([node for node, _ in changes], lambda node: node.stop())
     for node, spec in changes:
         node.spec = spec
         node.install()
