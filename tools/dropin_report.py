@@ -63,9 +63,11 @@ def last_run():
     return tests
 
 
-def retry_locked(tests):
+def retry_locked(tests, output=None):
     """Run once more, into the same stestr run, each failed test whose
-    output has SQLite's "database is locked"; the ids run again.
+    output has SQLite's "database is locked"; the ids run again. stestr's
+    own output goes to ``output`` (a file or ``subprocess.DEVNULL``; None:
+    this process's).
     """
     locked = sorted(test_id for test_id, (status, text) in tests.items()
                     if status == 'fail' and LOCKED in text)
@@ -76,7 +78,8 @@ def retry_locked(tests):
         load_list.flush()
         # Its own exit status is judged below, with the whole run's.
         subprocess.run(['stestr', '--test-path=' + TEST_PATH, 'run',
-                        '--combine', '--load-list', load_list.name])
+                        '--combine', '--load-list', load_list.name],
+                       stdout=output, stderr=output)
     return locked
 
 

@@ -18,6 +18,7 @@ them to ``dest``; nova's fake libvirt stands in for libvirtd and QEMU.
 
 import inspect
 import threading
+import time
 
 import fixtures
 from nova.compute import rpcapi as compute_rpcapi
@@ -29,6 +30,9 @@ from tests import fixtures as mn_fixtures
 from tests.functional import cloud
 
 IPV4 = '172.168.1.15'
+# Seconds ten migrations at once may take to start, or to complete, on two
+# busy cores.
+WAIT = 90
 
 
 class FaultCloud(cloud.LiveMigrationCloud):
@@ -166,13 +170,36 @@ class TestConcurrentMigrations(FaultCloud):
 
     COUNT = 10
 
+    def wait_for_migrations(self, servers, status, timeout=WAIT):
+        """Wait until every server's migration record is in ``status``.
+
+        nova's ``_wait_for_migration_status`` gives each server 5 s: too
+        short for the first of ten migrations that all complete together,
+        on two busy cores.
+        """
+        wanted = {server['id'] for server in servers}
+        deadline = time.monotonic() + timeout
+        while True:
+            statuses = {
+                migration['instance_uuid']: migration['status']
+                for migration in getattr(self, 'admin_api', self.api).api_get(
+                    '/os-migrations').body['migrations']
+                if migration['instance_uuid'] in wanted}
+            if (set(statuses) == wanted and
+                    set(statuses.values()) == {status}):
+                return
+            self.assertLess(time.monotonic(), deadline,
+                            'migrations not all %s after %d s: %s'
+                            % (status, timeout, statuses))
+            time.sleep(0.5)
+
     def _migrate_to_uri3(self, domain, dconnuri, params, flags):
         # Completes only once all COUNT migrations are inside libvirt.
         self.in_flight.wait()
         super()._migrate_to_uri3(domain, dconnuri, params, flags)
 
     def test_ten_concurrent_migrations_all_stream_to_the_migration_ip(self):
-        self.in_flight = threading.Barrier(self.COUNT, timeout=60)
+        self.in_flight = threading.Barrier(self.COUNT, timeout=WAIT)
         self.flags(max_concurrent_live_migrations=self.COUNT)
         self.start_computes(dest_migration_ip=IPV4)
         # One request boots them all: one by one takes much longer.
@@ -185,8 +212,8 @@ class TestConcurrentMigrations(FaultCloud):
                    for server in servers]
         for server in servers:
             self.start_live_migration(server)
+        self.wait_for_migrations(servers, 'completed')
         for server in servers:
-            self._wait_for_migration_status(server, ['completed'])
             self._wait_for_server_parameter(
                 server, {'status': 'ACTIVE', 'OS-EXT-SRV-ATTR:host': 'dest'})
         self.assertFalse(self.in_flight.broken)
