@@ -104,7 +104,11 @@ class SocketSampler(threading.Thread):
             if local[1] in ports:
                 self.inbound.add((peer[0], local, process))
             if process in self.clients:
-                self.outbound.add((process, parent_name(pid), peer))
+                parent = parent_name(pid)
+                # Gone since ss listed it (an ssh client at the end of the
+                # migration): the next sample, or an earlier one, says whose.
+                if parent is not None:
+                    self.outbound.add((process, parent, peer))
         self.samples += 1
 
     def run(self):
