@@ -92,9 +92,11 @@ def mode():
 
 
 def main():
-    retried = retry_locked(last_run())
-    statuses = {test_id: status
-                for test_id, (status, _text) in last_run().items()}
+    tests = last_run()
+    retried = retry_locked(tests)
+    if retried:
+        tests = last_run()
+    statuses = {test_id: status for test_id, (status, _text) in tests.items()}
     nova_tests = {test_id: status for test_id, status in statuses.items()
                   if test_id.startswith('nova.')}
     by_status = collections.Counter(nova_tests.values())

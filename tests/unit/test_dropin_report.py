@@ -15,7 +15,7 @@
 A nova test that failed because nova's SQLite test database said "database
 is locked" gets one more run, whose result counts; any other failure, and
 a second "locked", still fail the tier. Checked on a real stestr
-repository of three small tests, as the tier's report reads its own.
+repository of four small tests, as the tier's report reads its own.
 """
 
 import os
