@@ -56,6 +56,10 @@ TLS_PLANE = (
     "certificate against its hostname compute-b (libvirt connection on "
     "compute-b, tls.destination compute-b)")
 TLS_CALL = 'Migrating with migrate_uri tcp://172.30.0.2 and tls.destination'
+# What eventlet patching too late for urllib3 makes of an HTTPS request.
+RECURSION = 'RecursionError: maximum recursion depth exceeded'
+# Eventlet chosen in a nova command's environment, before it reads nova.conf.
+EVENTLET_ENV = compute.CONCURRENCY['eventlet'][1]
 # One network list for every host: each takes its own address in it.
 MIGRATION_NETWORKS = '172.30.0.0/24, fd00:30::/64'
 PARALLEL = 2
@@ -124,6 +128,11 @@ class TestLiveMigration(scenario.CloudTestCase):
 
     def test_nova_manage_and_status_exit_as_stock_with_the_plugin_lines(
             self):
+        """nova-manage's commands here make no HTTPS request; nova-status's
+        Placement check does, so it runs in eventlet mode chosen in its
+        environment, as nova-compute does
+        (:meth:`test_nova_status_choosing_eventlet_itself_fails_over_https`).
+        """
         self.computes(ipv4(self.a), ipv4(self.b))
         with_plugin = self.cloud.nova.conf
         without = os.path.join(self.cloud.work_dir, 'nova-stock.conf')
@@ -133,8 +142,9 @@ class TestLiveMigration(scenario.CloudTestCase):
                     ('nova-manage', 'api_db', 'version'),
                     ('nova-status', 'upgrade', 'check'))
         for command, *args in commands:
-            stock = self.nova_command(command, without, *args)
-            plugin = self.nova_command(command, with_plugin, *args)
+            env = EVENTLET_ENV if command == 'nova-status' else {}
+            stock = self.nova_command(command, without, *args, env=env)
+            plugin = self.nova_command(command, with_plugin, *args, env=env)
             self.assertEqual(masked(stock.stdout), masked(plugin.stdout),
                              command)
             self.assertEqual(stock.returncode, plugin.returncode,
@@ -151,15 +161,40 @@ class TestLiveMigration(scenario.CloudTestCase):
         for section, option in compute.PLUGIN_LINES:
             base.iniunset(path, section, option)
 
-    def nova_command(self, command, conf, *args):
+    def nova_command(self, command, conf, *args, env=None):
         """``command --config-file conf args`` on compute-a, from its nova
-        venv (the plugin installed).
+        venv (the plugin installed), with ``env`` in its environment.
         """
         return subprocess.run(
             self.cloud.nsenter(self.a)
             + [self.cloud.nova.bin(command), '--config-file', conf]
             + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, timeout=120, env=dict(base.BASE_ENV))
+            text=True, timeout=120, env=dict(base.BASE_ENV, **(env or {})))
+
+    def test_nova_status_choosing_eventlet_itself_fails_over_https(self):
+        """A known hazard, pinned as measured: nova-status, like
+        nova-manage, runs in eventlet mode unless its environment says
+        otherwise, and chooses in nova 34's early parse of nova.conf. With
+        the plugin's ``config_source`` there, oslo.config has imported
+        urllib3 by then (see
+        :meth:`test_eventlet_mode_imports_nothing_before_patching`), and
+        ``upgrade check`` dies in its Placement check, its first HTTPS
+        request, with nova bug 1808951's RecursionError: exit status 255
+        and the traceback. The stock nova.conf runs every check.
+        """
+        self.computes(ipv4(self.a), ipv4(self.b))
+        with_plugin = self.cloud.nova.conf
+        without = os.path.join(self.cloud.work_dir, 'nova-stock.conf')
+        self.stock_copy(with_plugin, without)
+        stock = self.nova_command('nova-status', without, 'upgrade', 'check')
+        self.assertIn('Check: Placement API', stock.stdout)
+        self.assertNotIn(RECURSION, stock.stdout)
+        plugin = self.nova_command('nova-status', with_plugin, 'upgrade',
+                                   'check')
+        self.assertEqual(255, plugin.returncode, plugin.stdout)
+        self.assertIn(RECURSION, plugin.stdout)
+        self.assertIn('create_urllib3_context', plugin.stdout)
+        self.assertIn(scenario.IMPORTED_EARLY, plugin.stderr)
 
     @unittest.expectedFailure
     def test_eventlet_mode_imports_nothing_before_patching(self):
