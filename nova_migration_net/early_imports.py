@@ -65,7 +65,7 @@ CONSEQUENCES = {
                             '(nova bug 1773102)',
 }
 
-# In the ERROR line and in the status command's failure; tests look for it.
+# In the ERROR line; the cloud tier and the tests look for it.
 MARK = 'were imported before eventlet monkey patched them'
 
 FIX = ('Select eventlet with %s=false in nova-compute\'s environment instead '
