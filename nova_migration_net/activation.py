@@ -27,7 +27,9 @@ libvirt driver is ever hooked:
    the object and wraps the ``LibvirtDriver`` methods named by the
    ``nova_migration_net.hooks`` entry points with their hooks. It refuses,
    leaving nova stock and saying so at ERROR, when a method's signature is
-   not the one the hooks were written for.
+   not the one the hooks were written for. It first says, at ERROR, when
+   eventlet patched this process too late for what oslo.config imported
+   (:mod:`nova_migration_net.early_imports`).
 
 :func:`deactivate` restores nova exactly, trap included; tests use it to
 undo activation.
@@ -139,9 +141,13 @@ def activate():
         # Imported here: the package alone loads nothing of nova.
         from nova.virt.libvirt import driver as libvirt_driver
 
+        from nova_migration_net import early_imports
         from nova_migration_net import objects
         driver_cls = libvirt_driver.LibvirtDriver
         _clear_trap(driver_cls)
+        # Whether or not the hooks fit this nova: the process cannot reach
+        # its APIs over HTTPS either way, and nova-compute has not tried yet.
+        early_imports.report()
         hooks = stevedore.ExtensionManager(HOOK_NAMESPACE,
                                            invoke_on_load=True)
         problems = incompatibilities(driver_cls, hooks.names())

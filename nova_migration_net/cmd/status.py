@@ -28,6 +28,7 @@ import datetime
 import ipaddress
 import os
 import socket
+import subprocess
 import sys
 
 from cryptography import x509
@@ -41,6 +42,7 @@ from nova_migration_net import activation
 from nova_migration_net import addresses
 from nova_migration_net import conf as migration_net_conf
 from nova_migration_net import config_source
+from nova_migration_net import early_imports
 from nova_migration_net import hooks
 
 DRIVER_NAME = 'nova_migration_net'
@@ -243,6 +245,51 @@ class Checks(upgradecheck.UpgradeCommands):
         return _success('[DEFAULT] config_source enables the plugin ([%s]); '
                         'it can hook this nova.' % ', '.join(groups))
 
+    def _check_early_imports(self):
+        variable = early_imports.ENVIRONMENT
+        chosen = os.environ.get(variable, '')
+        if chosen:
+            return _success(
+                '%s=%s in this environment: nova-compute started with it '
+                'chooses its concurrency mode before it parses nova.conf, so '
+                'config_source imports nothing before monkey patching.'
+                % (variable, chosen))
+        if not self.conf.config_source:
+            return _success('[DEFAULT] config_source is empty: nova\'s early '
+                            'parse of nova.conf imports no '
+                            'oslo.config.driver.')
+        args = []
+        for option in ('config_file', 'config_dir'):
+            for path in self.conf[option] or ():
+                args += ['--' + option.replace('_', '-'), path]
+        try:
+            backend, modules = early_imports.early_parse(args)
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as err:
+            return _warning('Cannot run nova\'s early parse of nova.conf, so '
+                            'cannot tell whether eventlet patches too late: '
+                            '%s' % err)
+        if backend is None:
+            return _success('This nova chooses eventlet before it parses '
+                            'nova.conf (before nova 34): config_source '
+                            'imports nothing before monkey patching.')
+        if backend != 'eventlet':
+            return _success('[DEFAULT] concurrency_backend is %s: '
+                            'nova-compute 34 runs in native threading mode '
+                            'and patches nothing.' % backend)
+        if not modules:
+            return _success('[DEFAULT] concurrency_backend is eventlet, and '
+                            'nova\'s early parse of nova.conf imports none of '
+                            '%s.' % ', '.join(sorted(
+                                early_imports.CONSEQUENCES)))
+        return _failure(
+            '[DEFAULT] concurrency_backend is eventlet, and nova-compute\'s '
+            'early parse of nova.conf imports %s before eventlet patches '
+            'them: config_source makes oslo.config import every installed '
+            'oslo.config.driver. So %s. %s If nova-compute\'s environment '
+            'already sets %s, run this check with it set too.'
+            % (' and '.join(modules), early_imports.consequences(modules),
+               early_imports.FIX, variable))
+
     def _check_tls_certificate(self):
         libvirt = self.conf.libvirt
         native_tls = libvirt.live_migration_with_native_tls
@@ -338,6 +385,7 @@ class Checks(upgradecheck.UpgradeCommands):
         ('Migration address on this host', _check_interface),
         ('live_migration_inbound_addr', _check_inbound_addr),
         ('Plugin activation', _check_activation),
+        ('Eventlet and config_source', _check_early_imports),
         ('TLS certificate', _check_tls_certificate),
         ('Peers on the migration plane', _check_peers),
     )

@@ -37,6 +37,7 @@ import time
 import fixtures
 import testtools
 
+from nova_migration_net import early_imports
 from tests import fixtures as mn_fixtures
 
 NOVA_34 = mn_fixtures.requires_nova(
@@ -84,10 +85,13 @@ STARTED_WITH = {
 }
 
 
-def operator_environment():
-    """This process's environment without what changes nova's start-up."""
+def operator_environment(**variables):
+    """This process's environment without what changes nova's start-up,
+    and with ``variables``.
+    """
     env = dict(os.environ)
-    env.pop('OS_NOVA_DISABLE_EVENTLET_PATCHING', None)
+    env.pop(early_imports.ENVIRONMENT, None)
+    env.update(variables)
     return env
 
 
@@ -166,10 +170,12 @@ NOVA_COMPUTE = mn_fixtures.INSTALLED_OR_NOT + textwrap.dedent("""\
 class NovaComputeTestCase(testtools.TestCase):
     """Starts nova-compute's console script in a subprocess."""
 
-    def start(self, mode, installed=True):
+    def start(self, mode, installed=True, environment=None):
         """nova-compute with the plugin's lines in its nova.conf.
 
+        :param mode: ``[DEFAULT] concurrency_backend``
         :param installed: False runs it as on a host without the package.
+        :param environment: variables to add to the operator's environment
         """
         directory = self.useFixture(fixtures.TempDir()).path
         conf = NovaConf(directory, mode, plugin=True)
@@ -182,7 +188,8 @@ class NovaComputeTestCase(testtools.TestCase):
         process = subprocess.Popen(
             command + ['--config-file', conf.path],
             stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
-            env=operator_environment(), start_new_session=True)
+            env=operator_environment(**(environment or {})),
+            start_new_session=True)
         self.addCleanup(self._stop, process)
         return conf, process, stderr
 
@@ -207,11 +214,11 @@ class NovaComputeTestCase(testtools.TestCase):
                   % (' '.join(process.args), process.poll(), stderr.read(),
                      conf.log()[-5000:]))
 
-    def started(self, mode, installed=True):
+    def started(self, mode, installed=True, environment=None):
         """What nova-compute said about its start-up, once it reached the
         message bus: the lines that say something was imported too early.
         """
-        conf, process, stderr = self.start(mode, installed)
+        conf, process, stderr = self.start(mode, installed, environment)
         self.wait_for_the_message_bus(conf, process, stderr)
         self.assertIsNone(process.poll(), 'the service exited')
         stderr.seek(0)
@@ -239,6 +246,13 @@ class TestNovaComputeStartsWithThePlugin(NovaComputeTestCase):
         # and nova says so, with or without the plugin.
         self.assertEqual(self.started('eventlet', installed=False),
                          self.started('eventlet'))
+
+    @NOVA_34
+    def test_eventlet_from_the_environment_imports_nothing_early(self):
+        # What the docs tell operators: nova then chooses eventlet before it
+        # parses nova.conf, so nothing is imported early.
+        self.assertEqual([], self.started(
+            'eventlet', environment={early_imports.ENVIRONMENT: 'false'}))
 
 
 class TestLinesWithoutThePackage(NovaComputeTestCase):

@@ -31,12 +31,14 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives import serialization
 from cryptography import x509
 from cryptography.x509.oid import NameOID
+import fixtures
 from nova import test
 from oslo_config import cfg
 from oslo_upgradecheck import upgradecheck
 
 from nova_migration_net import activation
 from nova_migration_net.cmd import status
+from nova_migration_net import early_imports
 from tests import fixtures as mn_fixtures
 from tests.unit import test_config_source
 
@@ -265,6 +267,55 @@ class TestActivationCheck(StatusTestCase):
                       'self, context, instance, dest, post_method, '
                       'recover_method, block_migration, migrate_data, '
                       'new_argument) instead of', result.details)
+
+
+NOVA_34 = mn_fixtures.requires_nova(
+    34, 'nova 33 chooses eventlet before it parses nova.conf')
+
+EVENTLET = '[DEFAULT]\nconcurrency_backend = eventlet\n'
+
+
+class TestEarlyImportsCheck(StatusTestCase):
+    """The check runs nova's own early parse of the host's nova.conf."""
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.EnvironmentVariable(
+            early_imports.ENVIRONMENT))
+
+    @NOVA_34
+    def test_eventlet_in_nova_conf_with_config_source_fails(self):
+        result = self.checks(EVENTLET + PLUGIN)._check_early_imports()
+        self.assertEqual(FAILURE, result.code)
+        self.assertTrue(result.details.startswith(
+            '[DEFAULT] concurrency_backend is eventlet, and nova-compute\'s '
+            'early parse of nova.conf imports oslo_context.context and '
+            'urllib3 before eventlet patches them'), result.details)
+        # The advice of nova-compute's own ERROR line.
+        self.assertIn(early_imports.FIX, result.details)
+        self.assertIn('fail with RecursionError', result.details)
+
+    def test_the_environment_variable_chooses_before_the_parse(self):
+        self.useFixture(fixtures.EnvironmentVariable(
+            early_imports.ENVIRONMENT, 'false'))
+        self.assertResult(
+            SUCCESS, 'OS_NOVA_DISABLE_EVENTLET_PATCHING=false in this '
+            'environment: nova-compute started with it chooses its '
+            'concurrency mode before it parses nova.conf, so config_source '
+            'imports nothing before monkey patching.',
+            self.checks(EVENTLET + PLUGIN)._check_early_imports())
+
+    @NOVA_34
+    def test_native_threading_succeeds(self):
+        self.assertResult(
+            SUCCESS, '[DEFAULT] concurrency_backend is auto: nova-compute 34 '
+            'runs in native threading mode and patches nothing.',
+            self.checks(PLUGIN)._check_early_imports())
+
+    def test_without_config_source_nothing_is_imported(self):
+        result = self.checks(EVENTLET)._check_early_imports()
+        self.assertEqual(SUCCESS, result.code)
+        self.assertIn('config_source is empty', result.details)
 
 
 class TestTLSCertificateCheck(StatusTestCase):
@@ -578,7 +629,8 @@ class TestCommand(test.NoDBTestCase):
             {'Migration address option': 0,
              'Migration address on this host': 0,
              'live_migration_inbound_addr': 0, 'Plugin activation': 0,
-             'TLS certificate': 0, 'Peers on the migration plane': 0},
+             'Eventlet and config_source': 0, 'TLS certificate': 0,
+             'Peers on the migration plane': 0},
             self.results(process))
 
     def test_missing_activation_lines_exit_1(self):
@@ -591,6 +643,20 @@ class TestCommand(test.NoDBTestCase):
             PLUGIN + '[DEFAULT]\nmy_live_migration_ip = 127.0.0.1\n')
         self.assertEqual(2, process.returncode, process.stdout)
         self.assertEqual(2, self.results(process)['Migration address option'])
+
+    @NOVA_34
+    def test_eventlet_in_nova_conf_exits_2_until_the_environment_says(self):
+        conf = EVENTLET + PLUGIN + 'my_live_migration_ip = 172.168.1.15\n'
+        self.useFixture(fixtures.EnvironmentVariable(
+            early_imports.ENVIRONMENT))
+        process = self.run_command(conf)
+        self.assertEqual(2, process.returncode, process.stdout)
+        self.assertEqual(2,
+                         self.results(process)['Eventlet and config_source'])
+        self.useFixture(fixtures.EnvironmentVariable(
+            early_imports.ENVIRONMENT, 'false'))
+        self.assertEqual(0, self.results(self.run_command(conf))[
+            'Eventlet and config_source'])
 
     def test_peer_answering_on_loopback_exits_0_in_the_table(self):
         listener = Listener(self)
