@@ -39,6 +39,7 @@ import glob
 from importlib import metadata
 import os
 
+from nova_migration_net import early_imports
 from tests.cloud import install
 from tests.cloud.services import base
 from tests.cloud.services import nova
@@ -85,7 +86,7 @@ STOCK = Spec()
 # parse: both ways run it in eventlet mode.
 CONCURRENCY = {
     'threading': ('threading', {}),
-    'eventlet': (None, {'OS_NOVA_DISABLE_EVENTLET_PATCHING': 'false'}),
+    'eventlet': (None, {early_imports.ENVIRONMENT: 'false'}),
     'eventlet-conf': ('eventlet', {}),
     None: (None, {}),
 }
