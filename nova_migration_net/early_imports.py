@@ -34,12 +34,17 @@ Neither are native threading (nova-compute 34's default) and nova 33, which
 has no early parse.
 
 The plugin is loaded by that very parse, too late to prevent the imports,
-so it detects their effect: :func:`report`, run when nova-compute loads its
-libvirt driver, logs one ERROR line with the fix, before nova's first
-request to placement. ``nova-migration-net-status upgrade check`` runs the
+so it detects their effect and logs one ERROR line with the fix
+(:func:`report`) as soon as the service has set oslo.log up
+(:func:`report_once_logging_is_set_up`, armed while the service parses its
+own configuration). That is before nova-compute's first HTTPS request: the
+placement client it makes in ``ComputeManager.__init__`` discovers
+placement's versions, and behind TLS nova-compute dies there, before it
+loads its driver. ``nova-migration-net-status upgrade check`` runs the
 early parse itself (:func:`early_parse`) to say the same before a restart.
 """
 
+import functools
 import json
 import os
 import ssl
@@ -113,15 +118,45 @@ def message(modules):
             % (' and '.join(modules), MARK, consequences(modules), FIX))
 
 
+_reported = False
+
+
 def report():
-    """Log :func:`message` at ERROR when this process is affected.
+    """Log :func:`message` at ERROR, once per process, when this process is
+    affected.
 
     :returns: the affected modules, empty when none is.
     """
+    global _reported
     modules = unpatched()
-    if modules:
+    if modules and not _reported:
+        _reported = True
         LOG.error('%s', message(modules))
     return modules
+
+
+def report_once_logging_is_set_up():
+    """Have :func:`report` run right after the service's next call of
+    ``oslo_log.log.setup``, when this process is affected.
+
+    nova's services parse their configuration (which opens the plugin's
+    source and calls this) just before they set oslo.log up; before that,
+    an ERROR would reach no log file. Nothing is changed in a process that
+    is not affected, and the wrapper removes itself at its first call.
+    """
+    if not unpatched():
+        return
+    from oslo_log import log as oslo_logging
+    setup = oslo_logging.setup
+
+    @functools.wraps(setup)
+    def setup_then_report(*args, **kwargs):
+        oslo_logging.setup = setup
+        result = setup(*args, **kwargs)
+        report()
+        return result
+
+    oslo_logging.setup = setup_then_report
 
 
 # nova's early parse, run as nova-compute's first line runs it: prints what

@@ -80,10 +80,12 @@ SERVER = textwrap.dedent("""\
     server.serve_forever()
     """)
 
-# nova-compute's start-up (nova.cmd.compute.main) up to loading its driver,
-# where the plugin activates, then the kind of request nova makes next:
-# prints the modules the plugin finds unpatched and how the request ended.
-# The service itself would wait for nova-conductor on a message bus first;
+# nova-compute's start-up (nova.cmd.compute.main): its configuration and
+# logging, then the kind of request its placement client makes first (in
+# ComputeManager.__init__), then its driver, where the plugin activates.
+# Prints how the request ended, the modules the plugin finds unpatched and
+# whether the log already held the plugin's ERROR line before the request.
+# The service itself would also wait for nova-conductor on a message bus;
 # the cloud tier (tests/cloud) runs the console script against a real one.
 CLIENT = textwrap.dedent("""\
     import json, sys
@@ -101,18 +103,21 @@ CLIENT = textwrap.dedent("""\
 
     config.parse_args(sys.argv)
     logging.setup(config.CONF, 'nova')
-    objects.register_all()
-    try:
-        driver.load_compute_driver(None, 'libvirt.LibvirtDriver')
-    except SystemExit:
-        pass  # without libvirt-python; the plugin activated before that
+    with open(config.CONF.log_file) as f:
+        warned_first = early_imports.MARK in f.read()
     try:
         response = session.Session(verify=cafile).get(url, timeout=30)
         outcome = 'HTTP %d' % response.status_code
     except BaseException as e:
         outcome = type(e).__name__
+    objects.register_all()
+    try:
+        driver.load_compute_driver(None, 'libvirt.LibvirtDriver')
+    except SystemExit:
+        pass  # without libvirt-python; the plugin activated before that
     print(json.dumps({'eventlet': monkey_patch.is_patched(),
                       'unpatched': early_imports.unpatched(),
+                      'warned_first': warned_first,
                       'outcome': outcome}))
     """)
 
@@ -214,8 +219,8 @@ class TestHTTPSInEventletMode(testtools.TestCase):
         self.assertEqual(['urllib3', 'oslo_context.context'],
                          found['unpatched'])
         # Once, at ERROR, from the plugin's logger, with the cause and the
-        # fix, when nova-compute loaded its driver: before its first
-        # request.
+        # fix, as soon as logging was set up: before the first request.
+        self.assertTrue(found['warned_first'])
         [line] = found['warned']
         self.assertTrue(line.startswith(
             'ERROR nova_migration_net.early_imports [-] urllib3 and '
@@ -234,12 +239,14 @@ class TestHTTPSInEventletMode(testtools.TestCase):
             '[DEFAULT]\nconcurrency_backend = eventlet\n' + PLUGIN_LINES,
             {early_imports.ENVIRONMENT: 'false'})
         self.assertEqual({'eventlet': True, 'unpatched': [], 'warned': [],
+                          'warned_first': False,
                           'outcome': 'HTTP 200'}, found)
 
     @NOVA_34
     def test_eventlet_in_nova_conf_without_config_source_keeps_https(self):
         found = self.request('[DEFAULT]\nconcurrency_backend = eventlet\n')
         self.assertEqual({'eventlet': True, 'unpatched': [], 'warned': [],
+                          'warned_first': False,
                           'outcome': 'HTTP 200'}, found)
 
     @NOVA_34
@@ -247,4 +254,5 @@ class TestHTTPSInEventletMode(testtools.TestCase):
         found = self.request('[DEFAULT]\nconcurrency_backend = threading\n'
                              + PLUGIN_LINES)
         self.assertEqual({'eventlet': False, 'unpatched': [], 'warned': [],
+                          'warned_first': False,
                           'outcome': 'HTTP 200'}, found)

@@ -24,6 +24,7 @@ from nova.virt import fake
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_config import cfg
 from oslo_config import generator
+from oslo_log import log as oslo_logging
 from oslo_versionedobjects import base as ovo_base
 import stevedore
 
@@ -68,6 +69,7 @@ class TestActivation(test.NoDBTestCase):
     def test_opening_the_source_arms_and_the_driver_activates(self):
         originals = {name: getattr(libvirt_driver.LibvirtDriver, name)
                      for name in HOOKED + ['__init__']}
+        setup = oslo_logging.setup
         self.addCleanup(activation.deactivate)
         mn_fixtures.open_config_source()
         # Opening hooks nothing: nova has not loaded its driver yet.
@@ -75,6 +77,9 @@ class TestActivation(test.NoDBTestCase):
         self.assertFalse(activation.is_active())
         self.assertEqual([], hooked_methods())
         self.assertFalse(plugin_registered())
+        # This process's eventlet (or none) patched in time, so the early
+        # imports' report leaves oslo.log's set-up as it is.
+        self.assertIs(setup, oslo_logging.setup)
         self.useLibvirtDriver()
         self.assertTrue(activation.is_active())
         self.assertEqual(HOOKED, hooked_methods())
