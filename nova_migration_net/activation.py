@@ -29,9 +29,9 @@ libvirt driver is ever hooked:
    leaving nova stock and saying so at ERROR, when a method's signature is
    not the one the hooks were written for.
 
-:func:`arm` also has the plugin say, at ERROR and as soon as oslo.log is set
-up, when eventlet patched this process too late for what oslo.config
-imported (:mod:`nova_migration_net.early_imports`).
+:func:`arm` also has the plugin say, at ERROR and when nova-compute starts
+its compute manager, when eventlet patched this process too late for what
+oslo.config imported (:mod:`nova_migration_net.early_imports`).
 
 :func:`deactivate` restores nova exactly, trap included; tests use it to
 undo activation.
@@ -96,7 +96,7 @@ def arm():
     global _armed, _hook_pending
     with _lock:
         if not _armed:
-            early_imports.report_once_logging_is_set_up()
+            early_imports.report_when_nova_compute_starts()
         _armed = True
         if _hook_pending:
             return
@@ -150,8 +150,9 @@ def activate():
         from nova_migration_net import objects
         driver_cls = libvirt_driver.LibvirtDriver
         _clear_trap(driver_cls)
-        # Once per process: already done when oslo.log was set up, unless
-        # this process set it up before it parsed its configuration.
+        # Once per process: nova-compute already did when it started its
+        # compute manager; a test or tool that makes the driver alone
+        # reports here.
         early_imports.report()
         hooks = stevedore.ExtensionManager(HOOK_NAMESPACE,
                                            invoke_on_load=True)

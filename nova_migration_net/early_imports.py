@@ -35,12 +35,13 @@ has no early parse.
 
 The plugin is loaded by that very parse, too late to prevent the imports,
 so it detects their effect and logs one ERROR line with the fix
-(:func:`report`) as soon as the service has set oslo.log up
-(:func:`report_once_logging_is_set_up`, armed while the service parses its
-own configuration). That is before nova-compute's first HTTPS request: the
-placement client it makes in ``ComputeManager.__init__`` discovers
-placement's versions, and behind TLS nova-compute dies there, before it
-loads its driver. ``nova-migration-net-status upgrade check`` runs the
+(:func:`report`) when nova-compute starts its compute manager
+(:func:`report_when_nova_compute_starts`, armed while the service parses
+its own configuration). Logging is set up by then, and it is before
+nova-compute's first HTTPS request: the placement client the manager makes
+asks keystone or placement for placement's versions at once, and behind
+TLS nova-compute dies there, before it loads its driver.
+``nova-migration-net-status upgrade check`` runs the
 early parse itself (:func:`early_parse`) to say the same before a restart.
 """
 
@@ -54,8 +55,11 @@ import textwrap
 import threading
 
 from oslo_log import log as logging
+import wrapt
 
 LOG = logging.getLogger(__name__)
+
+COMPUTE_MANAGER = 'nova.compute.manager'
 
 # nova's environment variable that chooses the mode before any parse.
 ENVIRONMENT = 'OS_NOVA_DISABLE_EVENTLET_PATCHING'
@@ -135,28 +139,34 @@ def report():
     return modules
 
 
-def report_once_logging_is_set_up():
-    """Have :func:`report` run right after the service's next call of
-    ``oslo_log.log.setup``, when this process is affected.
+def report_when_nova_compute_starts():
+    """Have :func:`report` run first thing in nova-compute's
+    ``ComputeManager.__init__``, when this process is affected.
 
-    nova's services parse their configuration (which opens the plugin's
-    source and calls this) just before they set oslo.log up; before that,
-    an ERROR would reach no log file. Nothing is changed in a process that
-    is not affected, and the wrapper removes itself at its first call.
+    Logging is set up by then, and nothing has been requested yet: the
+    placement client the manager makes next asks for placement's versions
+    at once, and behind TLS that request kills the process. Other programs
+    that read the same ``nova.conf`` (nova-manage, nova-status, the API and
+    the schedulers) never make a ``ComputeManager`` and stay stock. Nothing
+    is changed in a process that is not affected, and the trap removes
+    itself at its first call.
     """
-    if not unpatched():
-        return
-    from oslo_log import log as oslo_logging
-    setup = oslo_logging.setup
+    if unpatched():
+        wrapt.register_post_import_hook(_trap_compute_manager,
+                                        COMPUTE_MANAGER)
 
-    @functools.wraps(setup)
-    def setup_then_report(*args, **kwargs):
-        oslo_logging.setup = setup
-        result = setup(*args, **kwargs)
+
+def _trap_compute_manager(module):
+    manager_cls = module.ComputeManager
+    init = manager_cls.__dict__['__init__']
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        manager_cls.__init__ = init
         report()
-        return result
+        init(self, *args, **kwargs)
 
-    oslo_logging.setup = setup_then_report
+    manager_cls.__init__ = __init__
 
 
 # nova's early parse, run as nova-compute's first line runs it: prints what

@@ -18,13 +18,13 @@ import subprocess
 import sys
 import textwrap
 
+from nova.compute import manager as compute_manager
 from nova import test
 from nova.tests import fixtures as nova_fixtures
 from nova.virt import fake
 from nova.virt.libvirt import driver as libvirt_driver
 from oslo_config import cfg
 from oslo_config import generator
-from oslo_log import log as oslo_logging
 from oslo_versionedobjects import base as ovo_base
 import stevedore
 
@@ -69,7 +69,7 @@ class TestActivation(test.NoDBTestCase):
     def test_opening_the_source_arms_and_the_driver_activates(self):
         originals = {name: getattr(libvirt_driver.LibvirtDriver, name)
                      for name in HOOKED + ['__init__']}
-        setup = oslo_logging.setup
+        manager_init = compute_manager.ComputeManager.__init__
         self.addCleanup(activation.deactivate)
         mn_fixtures.open_config_source()
         # Opening hooks nothing: nova has not loaded its driver yet.
@@ -78,8 +78,8 @@ class TestActivation(test.NoDBTestCase):
         self.assertEqual([], hooked_methods())
         self.assertFalse(plugin_registered())
         # This process's eventlet (or none) patched in time, so the early
-        # imports' report leaves oslo.log's set-up as it is.
-        self.assertIs(setup, oslo_logging.setup)
+        # imports' report leaves nova-compute's manager as it is.
+        self.assertIs(manager_init, compute_manager.ComputeManager.__init__)
         self.useLibvirtDriver()
         self.assertTrue(activation.is_active())
         self.assertEqual(HOOKED, hooked_methods())
