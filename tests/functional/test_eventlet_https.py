@@ -218,11 +218,12 @@ class TestHTTPSInEventletMode(testtools.TestCase):
     @NOVA_34
     def test_eventlet_in_nova_conf_breaks_https(self):
         found = self.start('[DEFAULT]\nconcurrency_backend = eventlet\n'
-                             + PLUGIN_LINES)
+                           + PLUGIN_LINES)
         self.assertTrue(found['eventlet'])
         self.assertEqual('RecursionError', found['outcome'],
-                         'placement over HTTPS works with concurrency_backend = eventlet '
-                         'and config_source: has oslo.config stopped '
+                         'placement over HTTPS works with '
+                         'concurrency_backend = eventlet and '
+                         'config_source: has oslo.config stopped '
                          'importing every oslo.config.driver? Then the '
                          'plugin\'s early_imports warning and the '
                          'workaround in the docs can go.')
@@ -259,6 +260,6 @@ class TestHTTPSInEventletMode(testtools.TestCase):
     @NOVA_34
     def test_native_threading_keeps_https(self):
         found = self.start('[DEFAULT]\nconcurrency_backend = threading\n'
-                             + PLUGIN_LINES)
+                           + PLUGIN_LINES)
         self.assertEqual({'eventlet': False, 'unpatched': [], 'warned': [],
                           'outcome': 'past placement'}, found)
