@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The hooks: the destination fills the migration IP, the source reads it.
+"""The hooks: the destination fills its migration addresses, the source
+reads them.
 
 Each hook wraps one method of nova's ``LibvirtDriver`` and is found through
 the ``nova_migration_net.hooks`` entry point named after that method (see
@@ -35,6 +36,7 @@ from oslo_utils import versionutils
 import psutil
 
 from nova_migration_net import addresses
+from nova_migration_net import config_source
 from nova_migration_net import failures
 from nova_migration_net import objects
 from nova_migration_net import records
@@ -78,6 +80,25 @@ def configured_migration_ip(conf=CONF):
             'Invalid [DEFAULT] my_live_migration_ip%s' % detail)
 
 
+def advertised_addresses(conf=CONF):
+    """The addresses this host advertises as a destination, in order.
+
+    ``my_live_migration_ip`` first; when ``[migration_net]
+    migration_networks`` gave it, then this host's first address in each
+    later network that holds one. Empty when the option is unset.
+
+    :raises nova.exception.InvalidConfiguration: as
+        :func:`configured_migration_ip`
+    """
+    first = configured_migration_ip(conf)
+    if first is None:
+        return []
+    chosen = config_source.addresses_from_networks(conf)
+    if chosen and addresses.same_address(chosen[0], first):
+        return chosen
+    return [first]
+
+
 def _check_interfaces(address):
     """Refuse or warn when ``address`` is not one of this host's own.
 
@@ -111,7 +132,8 @@ class InitHost:
     """Check the option when nova-compute starts, as nova checks its own."""
 
     def pre(self, call):
-        address = configured_migration_ip()
+        advertised = advertised_addresses()
+        address = advertised[0] if advertised else None
         inbound = CONF.libvirt.live_migration_inbound_addr
         if address is None:
             LOG.info('nova-migration-net is active; my_live_migration_ip is '
@@ -121,7 +143,7 @@ class InitHost:
         _check_interfaces(address)
         LOG.info('nova-migration-net is active; live migrations from hosts '
                  'running the plugin will stream to this host at %s.',
-                 address)
+                 ', or else '.join(advertised))
         if inbound and not addresses.same_address(inbound, address):
             LOG.warning(
                 'Both [DEFAULT] my_live_migration_ip (%(ip)s) and [libvirt] '
@@ -132,21 +154,21 @@ class InitHost:
 
 
 class PreLiveMigration:
-    """Destination: put ``my_live_migration_ip`` into the migration data."""
+    """Destination: put this host's migration addresses into the data."""
 
     def post(self, call, migrate_data):
-        address = configured_migration_ip()
-        if address is None:
+        advertised = advertised_addresses()
+        if not advertised:
             records.destination(call.arguments['context'],
                                 call.arguments['instance'], migrate_data)
             return migrate_data
-        LOG.debug('Advertising migration IP %s to the source.', address,
-                  instance=call.arguments['instance'])
+        LOG.debug('Advertising migration addresses %s to the source.',
+                  ', '.join(advertised), instance=call.arguments['instance'])
         if isinstance(migrate_data, objects.LibvirtLiveMigrateData):
-            migrate_data.migration_ip = address
+            migrate_data.advertise(advertised)
             return migrate_data
         return objects.LibvirtLiveMigrateData.from_stock(migrate_data,
-                                                         address)
+                                                         advertised)
 
 
 class LiveMigration:
