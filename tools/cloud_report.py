@@ -49,6 +49,12 @@ from tests.hypervisor import test_planes  # noqa: E402
 from tests.hypervisor import testbed  # noqa: E402
 
 
+# How each concurrency mode was chosen (tests/cloud/services/compute.py).
+CONCURRENCY = {None: 'threading (default)',
+               'eventlet': 'eventlet (OS_NOVA_DISABLE_EVENTLET_PATCHING)',
+               'eventlet-conf': 'eventlet (concurrency_backend)'}
+
+
 def transport(spec):
     """The libvirt migration transport a nova-compute ran with, in words:
     direct (QEMU to QEMU) or tunnelled (through libvirtd), and its options.
@@ -74,7 +80,7 @@ def compute(spec):
     else:
         words = ['plugin, my_live_migration_ip %s'
                  % (spec['migration_ip'] or 'unset')]
-    words.append(spec['concurrency'] or 'threading (default)')
+    words.append(CONCURRENCY.get(spec['concurrency'], spec['concurrency']))
     words.append(transport(spec))
     if spec.get('shared_storage'):
         words.append('instances on GlusterFS')

@@ -22,7 +22,9 @@ Each client prints ``<time.time() at send> <round trip in µs>`` per sample:
     server on the controller (a topic of the benchmark's own), with the
     oslo.messaging of compute-b's venv: the path nova's RPC takes.
 ``api``
-    nova's ``GET /servers/detail``, with a keystone token.
+    nova's ``GET /servers/detail``, with a keystone token, over HTTPS
+    through the controller's haproxy as every client of the cloud (one
+    kept connection: one TLS handshake, then each request's encryption).
 ``placement``
     placement's ``GET /resource_providers``.
 ``echo``
@@ -163,11 +165,13 @@ loop(lambda: client.call({}, 'ping', data=data), float(sys.argv[3]))
 """
 
 HTTP_CLIENT = LOOP + """
-import http.client, json, urllib.parse
-keystone, password, url, interval = sys.argv[1:5]
-headers = dict(h.split(': ', 1) for h in sys.argv[5:])
+import http.client, json, ssl, urllib.parse
+keystone, password, url, cafile, interval = sys.argv[1:6]
+headers = dict(h.split(': ', 1) for h in sys.argv[6:])
+context = ssl.create_default_context(cafile=cafile)
 def connection(u):
-    return http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+    return http.client.HTTPSConnection(u.hostname, u.port, timeout=120,
+                                       context=context)
 def token():
     u = urllib.parse.urlparse(keystone + '/auth/tokens')
     body = json.dumps({'auth': {
@@ -303,11 +307,12 @@ class Probes(fixtures.Fixture):
                                INTERVALS['rpc']),
             'api': self.python(b, HTTP_CLIENT, keystone.url,
                                keystone_.ADMIN_PASSWORD, cloud.nova.url +
-                               '/servers/detail', INTERVALS['api']),
+                               '/servers/detail', cloud.tls.ca_file,
+                               INTERVALS['api']),
             'placement': self.python(
                 b, HTTP_CLIENT, keystone.url, keystone_.ADMIN_PASSWORD,
                 cloud.placement.url + '/resource_providers',
-                INTERVALS['placement']),
+                cloud.tls.ca_file, INTERVALS['placement']),
             'echo': self.python(b, ECHO_CLIENT, ip, ECHO_PORT,
                                 INTERVALS['echo'], PROBE_BYTES),
             'echo-rt': realtime(self.python(

@@ -14,9 +14,9 @@
 
 :class:`Cloud` brings up the testbed's two hosts, then every service in
 devstack's order (configure all; then database, message queue, the
-shared storage, keystone, placement, glance, neutron, nova's control
-plane, the computes), writes a
-``clouds.yaml`` with keystone's admin, and gives tests an openstacksdk
+shared storage, the APIs' TLS proxy, keystone, placement, glance,
+neutron, nova's control plane, the computes), writes a ``clouds.yaml``
+with keystone's admin and the cloud's CA, and gives tests an openstacksdk
 connection. The test process joins compute-a's network namespace (its
 calling thread only), so it reaches the APIs at the addresses the catalog
 gives, as a client on the controller does.
@@ -52,6 +52,7 @@ from tests.cloud.services import nova
 from tests.cloud.services import placement
 from tests.cloud.services import rabbitmq
 from tests.cloud.services import sshd
+from tests.cloud.services import tls
 from tests.hypervisor import testbed
 
 WORK_DIR = os.environ.get('NOVA_MIGRATION_NET_CLOUD_DIR',
@@ -182,6 +183,7 @@ class Cloud(fixtures.Fixture):
         self.mysql = mysql.MySQL(self)
         self.rabbitmq = rabbitmq.RabbitMQ(self)
         self.glusterfs = glusterfs.GlusterFS(self)
+        self.tls = tls.TLS(self)
         self.keystone = keystone.Keystone(self)
         self.placement = placement.Placement(self)
         self.glance = glance.Glance(self)
@@ -192,7 +194,7 @@ class Cloud(fixtures.Fixture):
         # Started by the tests that migrate over ssh only.
         self.sshd = sshd.SSHD(self)
         self.services = [self.mysql, self.rabbitmq, self.glusterfs,
-                         self.keystone,
+                         self.tls, self.keystone,
                          self.placement, self.glance, self.neutron,
                          *self.computes.values(), self.nova, self.sshd]
         self.addCleanup(self.stop)
@@ -202,10 +204,10 @@ class Cloud(fixtures.Fixture):
         for service in self.services:
             service.install()
             service.configure()
-        # Each stage needs the one before: the database and the bus;
-        # keystone; the APIs, whose database syncs are most of the
-        # bring-up and independent; then the computes.
-        for stage in ((self.mysql, self.rabbitmq, self.glusterfs),
+        # Each stage needs the one before: the database, the bus and the
+        # APIs' TLS proxy; keystone; the APIs, whose database syncs are
+        # most of the bring-up and independent; then the computes.
+        for stage in ((self.mysql, self.rabbitmq, self.glusterfs, self.tls),
                       (self.keystone,),
                       (self.placement, self.glance, self.neutron, self.nova)):
             base.at_once(stage,
@@ -231,6 +233,8 @@ class Cloud(fixtures.Fixture):
             'identity_api_version': 3,
             'region_name': keystone.REGION,
             'interface': 'public',
+            # The APIs' certificate is signed by the cloud's own CA.
+            'cacert': self.tls.ca_file,
             'api_timeout': 60,
             'connect_retries': 3,
         }}}

@@ -13,7 +13,8 @@
 """What the cloud needs on the machine: Debian packages and venvs.
 
 The testbed's packages (libvirt, QEMU) plus MariaDB, RabbitMQ, GlusterFS
-(server and FUSE client) and OpenSSH's server come from Debian, installed
+(server and FUSE client), OpenSSH's server and haproxy (the APIs' TLS
+proxy) come from Debian, installed
 only when a command is missing, with no service started (see
 :func:`tests.hypervisor.testbed.install_packages`). The services come from
 PyPI into venvs, every package held to ``upper-constraints.txt``:
@@ -66,10 +67,11 @@ CLOUD_PREFIX = os.environ.get('NOVA_MIGRATION_NET_CLOUD_PREFIX', 'nmc-')
 
 DEBIAN_PACKAGES = testbed.DEBIAN_PACKAGES + (
     'mariadb-server', 'mariadb-client', 'rabbitmq-server',
-    'glusterfs-server', 'glusterfs-client', 'openssh-server')
+    'glusterfs-server', 'glusterfs-client', 'openssh-server', 'haproxy')
 COMMANDS = testbed.COMMANDS + (
     'mariadbd', 'mariadb-install-db', 'mariadb', 'rabbitmq-server',
-    'glusterd', 'gluster', 'mount.glusterfs', 'sshd', 'ssh-keygen')
+    'glusterd', 'gluster', 'mount.glusterfs', 'sshd', 'ssh-keygen',
+    'haproxy')
 
 CONTROLLER = ('nova', 'openstack-placement', 'glance', 'neutron',
               'keystone', 'gunicorn', 'PyMySQL')

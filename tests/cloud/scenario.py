@@ -164,7 +164,7 @@ class CloudTestCase(unittest.TestCase):
         advertises, before any migration.
         """
         log, output = node.log_text(), node.output_text()
-        known = node.spec.plugin and node.spec.concurrency == 'eventlet'
+        known = node.spec.plugin and node.spec.concurrency == 'eventlet-conf'
         for bad in BAD_START_UP + (() if known else (IMPORTED_EARLY,)):
             self.assertNotIn(bad, log, node.log)
             self.assertNotIn(bad, output, node.output)

@@ -56,7 +56,8 @@ MIGR = testbed.MIGR_IF
 
 def _nova33(host):
     """nova 33's nova-compute with the plugin. It has only eventlet mode
-    (nova 34's ``concurrency_backend`` line, which it ignores, says so).
+    (the environment variable nova 34 reads, which nova 33 reads too, says
+    so).
     """
     return compute.Spec(True, host.migration_ipv4, 'eventlet', nova='33')
 

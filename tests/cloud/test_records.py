@@ -142,6 +142,12 @@ class TestPlaneRecords(scenario.CloudTestCase):
                 self.computes(spec_a, spec_b)
                 if server is None:
                     server, _ = self.boot(self.a)
+                    # openstackclient as an operator on the controller
+                    # runs it: the clouds.yaml (its cacert) is all it
+                    # needs for the cloud's https endpoints.
+                    self.assertIn(server.id, self.openstack(
+                        'server', 'list', '-f', 'value', '-c',
+                        'ID')['output'].split())
                 server, moved, seconds = self.live_migrate(server, dest)
                 self.assertEqual(('ACTIVE', dest.name),
                                  (server.status, server.compute_host), name)

@@ -584,6 +584,82 @@ def parse_checksums(text):
             if line.startswith('C') and len(line) == 9]
 
 
+class CA:
+    """A certificate authority of a test deployment's own, and the
+    certificates it issues: EC P-256 keys, SHA-256, valid from an hour ago
+    for two days.
+    """
+
+    def __init__(self, name):
+        self.name = name
+        self._key = ec.generate_private_key(ec.SECP256R1())
+        self.cert = self._issue(name, self._key, ca=True)
+
+    @property
+    def pem(self):
+        """The CA's certificate, PEM: what clients verify against."""
+        return _pem(self.cert)
+
+    def _issue(self, subject, key, ca, extra=()):
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateBuilder()
+                   .subject_name(_name(subject)).issuer_name(_name(self.name))
+                   .public_key(key.public_key())
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=ca,
+                                                        path_length=None),
+                                  critical=True)
+                   .add_extension(_usage(ca), critical=True))
+        for ext in extra:
+            builder = builder.add_extension(ext, critical=False)
+        return builder.sign(self._key, hashes.SHA256())
+
+    def leaf(self, hostname, purpose, *names):
+        """A certificate for ``hostname`` and its key, both PEM: the
+        hostname as subject and in subjectAltName with ``names``
+        (``x509.GeneralName``), for ``purpose`` (an
+        ``ExtendedKeyUsageOID``).
+        """
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._issue(hostname, key, ca=False, extra=[
+            x509.SubjectAlternativeName(
+                [x509.DNSName(hostname)] + list(names)),
+            x509.ExtendedKeyUsage([purpose])])
+        return _pem(cert), key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption())
+
+
+def _name(cn):
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _usage(cert_sign):
+    return x509.KeyUsage(
+        digital_signature=True, key_encipherment=not cert_sign,
+        content_commitment=False, data_encipherment=False,
+        key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
+        encipher_only=False, decipher_only=False)
+
+
+def _pem(cert):
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_pki(directory, files):
+    """Write ``{relative path: PEM bytes}`` under ``directory``; a file
+    whose name ends in ``key.pem`` is readable by its owner only.
+    """
+    for filename, data in files.items():
+        path = os.path.join(directory, filename)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as f:
+            f.write(data)
+        os.chmod(path, 0o600 if filename.endswith('key.pem') else 0o644)
+
+
 def _make_pki(work_dir, hosts):
     """A CA, and per host QEMU's TLS server and client certificates and
     libvirtd's; the directory of QEMU's, by host name.
@@ -595,76 +671,22 @@ def _make_pki(work_dir, hosts):
     (``IP:`` in subjectAltName): with ``live_migration_scheme = tls`` a
     source connects libvirt to the migration IP and verifies it.
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def name(cn):
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def usage(cert_sign):
-        return x509.KeyUsage(
-            digital_signature=True, key_encipherment=not cert_sign,
-            content_commitment=False, data_encipherment=False,
-            key_agreement=False, key_cert_sign=cert_sign, crl_sign=cert_sign,
-            encipher_only=False, decipher_only=False)
-
-    def issue(subject, key, issuer, issuer_key, ca, extra=()):
-        builder = (x509.CertificateBuilder()
-                   .subject_name(name(subject)).issuer_name(name(issuer))
-                   .public_key(key.public_key())
-                   .serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(hours=1))
-                   .not_valid_after(now + datetime.timedelta(days=2))
-                   .add_extension(x509.BasicConstraints(ca=ca,
-                                                        path_length=None),
-                                  critical=True)
-                   .add_extension(usage(ca), critical=True))
-        for ext in extra:
-            builder = builder.add_extension(ext, critical=False)
-        return builder.sign(issuer_key, hashes.SHA256())
-
-    def pem(cert):
-        return cert.public_bytes(serialization.Encoding.PEM)
-
-    def key_pem(key):
-        return key.private_bytes(serialization.Encoding.PEM,
-                                 serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
-
-    def leaf(hostname, purpose, *names):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = issue(hostname, key, 'nova-migration-net testbed CA', ca_key,
-                     ca=False, extra=[
-                         x509.SubjectAlternativeName(
-                             [x509.DNSName(hostname)] + list(names)),
-                         x509.ExtendedKeyUsage([purpose])])
-        return pem(cert), key_pem(key)
-
-    def write(d, files):
-        for filename, data in files.items():
-            path = os.path.join(d, filename)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            with open(path, 'wb') as f:
-                f.write(data)
-            os.chmod(path, 0o600 if filename.endswith('key.pem') else 0o644)
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = issue('nova-migration-net testbed CA', ca_key,
-               'nova-migration-net testbed CA', ca_key, ca=True)
+    ca = CA('nova-migration-net testbed CA')
     dirs = {}
     for host in hosts:
-        files = {'ca-cert.pem': pem(ca)}
+        files = {'ca-cert.pem': ca.pem}
         for role, purpose in (('server', ExtendedKeyUsageOID.SERVER_AUTH),
                               ('client', ExtendedKeyUsageOID.CLIENT_AUTH)):
             (files['%s-cert.pem' % role],
-             files['%s-key.pem' % role]) = leaf(host.name, purpose)
+             files['%s-key.pem' % role]) = ca.leaf(host.name, purpose)
         dirs[host.name] = os.path.join(work_dir, 'pki', host.name)
-        write(dirs[host.name], files)
-        server_cert, server_key = leaf(
+        write_pki(dirs[host.name], files)
+        server_cert, server_key = ca.leaf(
             host.name, ExtendedKeyUsageOID.SERVER_AUTH,
             *(x509.IPAddress(ipaddress.ip_address(address)) for address in
               (host.migration_ipv4, host.migration_ipv6)))
-        write(os.path.join(work_dir, host.name, 'etc-upper', 'pki'), {
-            'CA/cacert.pem': pem(ca),
+        write_pki(os.path.join(work_dir, host.name, 'etc-upper', 'pki'), {
+            'CA/cacert.pem': ca.pem,
             'libvirt/servercert.pem': server_cert,
             'libvirt/private/serverkey.pem': server_key,
             'libvirt/clientcert.pem': files['client-cert.pem'],

@@ -21,6 +21,11 @@ host's libvirtd>``), so it sees that host's addresses, hostname,
 stopped with its children (gunicorn's workers) by process group, and it
 writes its stdout and stderr to ``<work dir>/logs/<name>.out``.
 
+An API's gunicorn listens on the controller's loopback
+(:data:`BACKEND_ADDRESS`); clients reach it through the controller's
+haproxy, which terminates TLS on the same port at the management address
+(:mod:`tests.cloud.services.tls`).
+
 Daemons get a clean environment (``PATH``, ``HOME``, ``LANG`` and what the
 service needs), not the test runner's: nothing of tox or stestr reaches
 them.
@@ -31,6 +36,7 @@ import configparser
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
 import time
@@ -41,6 +47,10 @@ import urllib.request
 BASE_ENV = {'PATH': '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:'
                     '/sbin:/bin',
             'HOME': '/root', 'LANG': 'C.UTF-8'}
+
+# Where an API's gunicorn listens, on its public port: haproxy, on the
+# same host, forwards to it.
+BACKEND_ADDRESS = '127.0.0.1'
 
 # Seconds: one command of a service's init, a service to come up, to stop.
 COMMAND_TIMEOUT = 300
@@ -145,12 +155,17 @@ def at_once(items, call):
         done.result()
 
 
-def http_up(url, timeout=5):
-    """Whether ``url`` answers HTTP at all (any status)."""
+def http_up(url, cafile=None, timeout=5):
+    """Whether ``url`` answers HTTP with a status below 500, an ``https``
+    one with a certificate ``cafile`` verifies.
+
+    Through a proxy, 502 and 503 say the service behind it is not up yet.
+    """
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     try:
-        urllib.request.urlopen(url, timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return True
+        urllib.request.urlopen(url, timeout=timeout, context=context).close()
+    except urllib.error.HTTPError as e:
+        return e.code < 500
     except OSError:
         return False
     return True
@@ -233,7 +248,8 @@ class Service:
     """
 
     name = None
-    # The API's port on the controller, for an HTTP service.
+    # The API's port on the controller, for an HTTP service: haproxy's at
+    # the management address, gunicorn's at BACKEND_ADDRESS.
     port = None
 
     def __init__(self, cloud):
@@ -244,8 +260,8 @@ class Service:
 
     @property
     def url(self):
-        """The API's endpoint, as the catalog lists it."""
-        return 'http://%s:%d' % (self.cloud.controller_ip, self.port)
+        """The API's endpoint, as the catalog lists it: haproxy's."""
+        return 'https://%s:%d' % (self.cloud.controller_ip, self.port)
 
     @property
     def log_file(self):
@@ -296,10 +312,14 @@ class Service:
         return daemon
 
     def gunicorn(self, name, module, env=None):
-        """A WSGI ``module`` under gunicorn on the controller's ``port``.
+        """A WSGI ``module`` under gunicorn on the controller's ``port``
+        at :data:`BACKEND_ADDRESS`; up once it answers through haproxy.
 
         One worker with threads; no control socket (gunicorn 27 shares
-        one under ``~/.gunicorn`` by default).
+        one under ``~/.gunicorn`` by default). gunicorn trusts no proxy's
+        ``X-Forwarded-Proto`` (it would trust haproxy's from 127.0.0.1 by
+        default): the service's own :meth:`behind_proxy` does, as under
+        uwsgi or mod_wsgi.
         """
         shim_dir = os.path.join(self.cloud.work_dir, 'bin')
         os.makedirs(shim_dir, exist_ok=True)
@@ -312,7 +332,8 @@ class Service:
         os.replace(f.name, shim)
         log = self.cloud.log_dir
         argv = [self.bin('gunicorn'), '--workers', '1', '--threads', '4',
-                '--bind', '%s:%d' % (self.cloud.controller_ip, self.port),
+                '--bind', '%s:%d' % (BACKEND_ADDRESS, self.port),
+                '--forwarded-allow-ips', '',
                 '--timeout', '300', '--graceful-timeout', '5',
                 # Longer than clients keep idle connections: else a request
                 # meets a connection gunicorn is closing.
@@ -323,7 +344,8 @@ class Service:
         env = dict(env or {}, WSGI_MODULE=module)
         daemon = self.spawn(name, self.cloud.controller, argv, env)
         wait_for('%s at %s' % (name, self.url),
-                 lambda: daemon.check_alive() and http_up(self.url))
+                 lambda: daemon.check_alive() and http_up(
+                     self.url, self.cloud.tls.ca_file))
         return daemon
 
     def manage(self, *argv, host=None, timeout=COMMAND_TIMEOUT):
@@ -333,12 +355,22 @@ class Service:
 
     def authtoken(self, path, user=None):
         """keystonemiddleware's ``[keystone_authtoken]`` in ``path``:
-        every API checks tokens with keystone as service user ``user``.
+        every API checks tokens with keystone as service user ``user``,
+        verifying keystone's certificate.
         """
         keystone = self.cloud.keystone
         for option, value in keystone.auth_options(user or self.name):
             iniset(path, 'keystone_authtoken', option, value)
+        iniset(path, 'keystone_authtoken', 'cafile', self.cloud.tls.ca_file)
         iniset(path, 'keystone_authtoken', 'www_authenticate_uri',
                keystone.url)
         iniset(path, 'keystone_authtoken', 'service_token_roles_required',
+               'True')
+
+    def behind_proxy(self, path):
+        """oslo.middleware's ``HTTPProxyToWSGI``, in the service's
+        pipeline, takes the scheme from haproxy's ``X-Forwarded-Proto``:
+        the links the service builds from the request say ``https``.
+        """
+        iniset(path, 'oslo_middleware', 'enable_proxy_headers_parsing',
                'True')

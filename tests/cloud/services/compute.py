@@ -14,15 +14,15 @@
 
 Started exactly as an operator starts it: the venv's ``nova-compute``
 console script with ``--config-file`` and ``--log-file``, in a clean
-environment (no ``OS_NOVA_DISABLE_EVENTLET_PATCHING``, nothing that
-changes nova's start-up). A :class:`Spec` says how: from which nova's
-venv (the cloud's nova 34, or an older release's), whether the plugin is
-installed (with pip, from this checkout, into the host's own venv) and
-configured in ``nova.conf``, with which ``my_live_migration_ip`` (or
-``migration_networks``), in which of nova 34's concurrency modes
-(``[DEFAULT] concurrency_backend``; native threading is nova 34's default),
-and with which libvirt migration transport (native TLS, tunnelled,
-parallel connections).
+environment: nothing that changes nova's start-up but, for eventlet mode
+chosen the documented way, ``OS_NOVA_DISABLE_EVENTLET_PATCHING=false``. A
+:class:`Spec` says how: from which nova's venv (the cloud's nova 34, or an
+older release's), whether the plugin is installed (with pip, from this
+checkout, into the host's own venv) and configured in ``nova.conf``, with
+which ``my_live_migration_ip`` (or ``migration_networks``), in which of
+nova 34's concurrency modes (:data:`CONCURRENCY`; native threading is nova
+34's default), and with which libvirt migration transport (native TLS,
+tunnelled, parallel connections).
 
 Both hosts have the same ``instances_path``, each on its own storage: the
 host's private mount namespace bind-mounts a per-host directory there, so
@@ -39,6 +39,7 @@ import glob
 from importlib import metadata
 import os
 
+from nova_migration_net import early_imports
 from tests.cloud import install
 from tests.cloud.services import base
 from tests.cloud.services import nova
@@ -56,7 +57,7 @@ Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
 ``migration_ip``: ``my_live_migration_ip``, or None for unset;
-``concurrency``: ``threading``, ``eventlet`` or None for nova's default;
+``concurrency``: a key of :data:`CONCURRENCY`, None for nova's default;
 ``native_tls``: ``[libvirt] live_migration_with_native_tls``;
 ``tunnelled``: ``[libvirt] live_migration_tunnelled``;
 ``parallel``: ``[libvirt] live_migration_parallel_connections``, or None
@@ -73,6 +74,22 @@ an older nova's venv: give them the same ``plugin`` there.
 """
 
 STOCK = Spec()
+
+# How nova-compute is put in each concurrency mode: ``[DEFAULT]
+# concurrency_backend`` in nova.conf (None: unset) and its environment.
+# 'eventlet' is the way operators of the plugin choose eventlet. With
+# 'eventlet-conf', nova's early parse of that option (nova 34's
+# monkey_patch) opens config_source's drivers before eventlet patches
+# anything: with the plugin's lines, urllib3 is imported unpatched and
+# nova-compute 34 dies at start-up on its first HTTPS client (RecursionError
+# in ssl; nova bug 1808951). nova 33 has only eventlet mode and no early
+# parse: both ways run it in eventlet mode.
+CONCURRENCY = {
+    'threading': ('threading', {}),
+    'eventlet': (None, {early_imports.ENVIRONMENT: 'false'}),
+    'eventlet-conf': ('eventlet', {}),
+    None: (None, {}),
+}
 
 # What an operator adds to nova.conf for the plugin, as (section, option).
 PLUGIN_LINES = (('DEFAULT', 'config_source'), ('migration_net', 'driver'),
@@ -200,7 +217,8 @@ class Compute(base.Service):
                  plugin and spec.migration_ip),
                 ('migration_net', 'migration_networks',
                  plugin and spec.migration_networks),
-                ('DEFAULT', 'concurrency_backend', spec.concurrency),
+                ('DEFAULT', 'concurrency_backend',
+                 CONCURRENCY[spec.concurrency][0]),
                 ('libvirt', 'live_migration_with_native_tls',
                  spec.native_tls),
                 ('libvirt', 'live_migration_tunnelled', spec.tunnelled),
@@ -234,7 +252,7 @@ class Compute(base.Service):
                 os.rename(path, '%s.%d' % (path, self.starts - 1))
         self.daemon = self.spawn(self.name, self.host, [
             self.bin('nova-compute', self.venv), '--config-file', self.conf,
-            '--log-file', self.log])
+            '--log-file', self.log], env=CONCURRENCY[self.spec.concurrency][1])
 
     def wait_up(self, timeout=base.START_TIMEOUT):
         """Wait until this start of nova-compute serves RPC, nova lists the

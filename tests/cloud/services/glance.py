@@ -46,6 +46,8 @@ class Glance(base.Service):
         base.iniset(c, 'oslo_concurrency', 'lock_path',
                     os.path.join(self.state, 'lock'))
         self.authtoken(c)
+        # Its version document's links.
+        self.behind_proxy(c)
 
     def init(self):
         self.manage(self.bin('glance-manage'), '--config-file', self.conf,

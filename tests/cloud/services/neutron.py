@@ -50,6 +50,8 @@ class Neutron(base.Service):
         base.iniset(c, 'oslo_concurrency', 'lock_path',
                     os.path.join(self.state, 'lock'))
         self.authtoken(c)
+        # Its version document's links and every resource's.
+        self.behind_proxy(c)
         m = self.ml2_conf
         base.iniset(m, 'ml2', 'type_drivers', 'flat,vlan')
         base.iniset(m, 'ml2', 'tenant_network_types', '')

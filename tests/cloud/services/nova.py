@@ -53,6 +53,13 @@ def configure_common(cloud, path, host):
            cloud.keystone.url)
     for option, value in cloud.keystone.auth_options('nova'):
         iniset(path, 'keystone_authtoken', option, value)
+    # The catalog's endpoints are https (tests/cloud/services/tls.py):
+    # every keystoneauth session nova opens verifies them against the
+    # cloud's CA. glance's serves the images a destination fetches; cinder
+    # and keystone (nova-api's project checks) take the caller's token.
+    for section in ('keystone_authtoken', 'placement', 'neutron', 'glance',
+                    'cinder', 'keystone'):
+        iniset(path, section, 'cafile', cloud.tls.ca_file)
 
 
 class Nova(base.Service):
@@ -96,6 +103,8 @@ class Nova(base.Service):
         self.api_conf = os.path.join(self.etc, 'nova-api.conf')
         base.iniset(self.api_conf, 'DEFAULT', 'log_file',
                     self.log('api'))
+        # Its version documents' links and every resource's.
+        self.behind_proxy(self.api_conf)
 
     def log(self, service):
         return os.path.join(self.cloud.log_dir, 'nova-%s.log' % service)
