@@ -27,9 +27,11 @@ libvirt driver is ever hooked:
    the object and wraps the ``LibvirtDriver`` methods named by the
    ``nova_migration_net.hooks`` entry points with their hooks. It refuses,
    leaving nova stock and saying so at ERROR, when a method's signature is
-   not the one the hooks were written for. It first says, at ERROR, when
-   eventlet patched this process too late for what oslo.config imported
-   (:mod:`nova_migration_net.early_imports`).
+   not the one the hooks were written for.
+
+:func:`arm` also has the plugin say, at ERROR and when nova-compute starts
+its compute manager, when eventlet patched this process too late for what
+oslo.config imported (:mod:`nova_migration_net.early_imports`).
 
 :func:`deactivate` restores nova exactly, trap included; tests use it to
 undo activation.
@@ -42,6 +44,8 @@ import threading
 from oslo_log import log as logging
 import stevedore
 import wrapt
+
+from nova_migration_net import early_imports
 
 LOG = logging.getLogger(__name__)
 
@@ -91,6 +95,8 @@ def arm():
     """
     global _armed, _hook_pending
     with _lock:
+        if not _armed:
+            early_imports.report_when_nova_compute_starts()
         _armed = True
         if _hook_pending:
             return
@@ -141,12 +147,12 @@ def activate():
         # Imported here: the package alone loads nothing of nova.
         from nova.virt.libvirt import driver as libvirt_driver
 
-        from nova_migration_net import early_imports
         from nova_migration_net import objects
         driver_cls = libvirt_driver.LibvirtDriver
         _clear_trap(driver_cls)
-        # Whether or not the hooks fit this nova: the process cannot reach
-        # its APIs over HTTPS either way, and nova-compute has not tried yet.
+        # Once per process: nova-compute already did when it started its
+        # compute manager; a test or tool that makes the driver alone
+        # reports here.
         early_imports.report()
         hooks = stevedore.ExtensionManager(HOOK_NAMESPACE,
                                            invoke_on_load=True)

@@ -34,12 +34,18 @@ Neither are native threading (nova-compute 34's default) and nova 33, which
 has no early parse.
 
 The plugin is loaded by that very parse, too late to prevent the imports,
-so it detects their effect: :func:`report`, run when nova-compute loads its
-libvirt driver, logs one ERROR line with the fix, before nova's first
-request to placement. ``nova-migration-net-status upgrade check`` runs the
+so it detects their effect and logs one ERROR line with the fix
+(:func:`report`) when nova-compute starts its compute manager
+(:func:`report_when_nova_compute_starts`, armed while the service parses
+its own configuration). Logging is set up by then, and it is before
+nova-compute's first HTTPS request: the placement client the manager makes
+asks keystone or placement for placement's versions at once, and behind
+TLS nova-compute dies there, before it loads its driver.
+``nova-migration-net-status upgrade check`` runs the
 early parse itself (:func:`early_parse`) to say the same before a restart.
 """
 
+import functools
 import json
 import os
 import ssl
@@ -49,8 +55,11 @@ import textwrap
 import threading
 
 from oslo_log import log as logging
+import wrapt
 
 LOG = logging.getLogger(__name__)
+
+COMPUTE_MANAGER = 'nova.compute.manager'
 
 # nova's environment variable that chooses the mode before any parse.
 ENVIRONMENT = 'OS_NOVA_DISABLE_EVENTLET_PATCHING'
@@ -113,15 +122,51 @@ def message(modules):
             % (' and '.join(modules), MARK, consequences(modules), FIX))
 
 
+_reported = False
+
+
 def report():
-    """Log :func:`message` at ERROR when this process is affected.
+    """Log :func:`message` at ERROR, once per process, when this process is
+    affected.
 
     :returns: the affected modules, empty when none is.
     """
+    global _reported
     modules = unpatched()
-    if modules:
+    if modules and not _reported:
+        _reported = True
         LOG.error('%s', message(modules))
     return modules
+
+
+def report_when_nova_compute_starts():
+    """Have :func:`report` run first thing in nova-compute's
+    ``ComputeManager.__init__``, when this process is affected.
+
+    Logging is set up by then, and nothing has been requested yet: the
+    placement client the manager makes next asks for placement's versions
+    at once, and behind TLS that request kills the process. Other programs
+    that read the same ``nova.conf`` (nova-manage, nova-status, the API and
+    the schedulers) never make a ``ComputeManager`` and stay stock. Nothing
+    is changed in a process that is not affected, and the trap removes
+    itself at its first call.
+    """
+    if unpatched():
+        wrapt.register_post_import_hook(_trap_compute_manager,
+                                        COMPUTE_MANAGER)
+
+
+def _trap_compute_manager(module):
+    manager_cls = module.ComputeManager
+    init = manager_cls.__dict__['__init__']
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        manager_cls.__init__ = init
+        report()
+        init(self, *args, **kwargs)
+
+    manager_cls.__init__ = __init__
 
 
 # nova's early parse, run as nova-compute's first line runs it: prints what

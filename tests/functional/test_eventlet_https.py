@@ -14,9 +14,10 @@
 
 Each case runs nova-compute's own start-up (``nova.cmd.compute``, whose
 first line is nova's monkey patching) in a new interpreter on a real
-``nova.conf``, then makes the request nova makes to placement: a
-keystoneauth session's GET to a local TLS server on 127.0.0.1 that a CA of
-the test signed. Without root, without a message bus.
+``nova.conf``, up to its compute manager, whose placement client asks a
+local TLS server on 127.0.0.1, signed by a CA of the test, for placement's
+versions: nova-compute's first HTTPS request. Without root, without a
+message bus.
 
 The failure is oslo.config's, not the plugin's (see
 :mod:`nova_migration_net.early_imports`): these tests pin it, so that the
@@ -55,14 +56,19 @@ config_source = migration_net
 driver = nova_migration_net
 """
 
-# A TLS server on 127.0.0.1 that prints its port and answers every GET
-# with a JSON document, as placement's root does.
+# A TLS server on 127.0.0.1 that prints its port and answers every GET with
+# placement's root document, the version discovery nova's placement client
+# makes as soon as it is created.
 SERVER = textwrap.dedent("""\
-    import http.server, ssl, sys
+    import http.server, json, ssl, sys
+
+    VERSIONS = {'versions': [{
+        'id': 'v1.0', 'min_version': '1.0', 'max_version': '1.39',
+        'status': 'CURRENT', 'links': [{'rel': 'self', 'href': ''}]}]}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b'{"versions": []}'
+            body = json.dumps(VERSIONS).encode()
             self.send_response(200)
             self.send_header('Content-Type', 'application/json')
             self.send_header('Content-Length', str(len(body)))
@@ -80,21 +86,21 @@ SERVER = textwrap.dedent("""\
     server.serve_forever()
     """)
 
-# nova-compute's start-up (nova.cmd.compute.main) up to loading its driver,
-# where the plugin activates, then the kind of request nova makes next:
-# prints the modules the plugin finds unpatched and how the request ended.
-# The service itself would wait for nova-conductor on a message bus first;
-# the cloud tier (tests/cloud) runs the console script against a real one.
+# nova-compute's start-up (nova.cmd.compute.main): its configuration and
+# logging, then its compute manager, whose placement client asks the TLS
+# server for placement's versions (nova-compute's first HTTPS request), then
+# loads the libvirt driver, where the plugin activates. Prints how the
+# manager ended and the modules the plugin finds unpatched. The service
+# itself would wait for nova-conductor on a message bus first; the cloud
+# tier (tests/cloud) runs the console script against a real one.
 CLIENT = textwrap.dedent("""\
     import json, sys
-    url, cafile = sys.argv[1], sys.argv[2]
-    sys.argv = ['nova-compute', '--config-file', sys.argv[3]]
+    sys.argv = ['nova-compute', '--config-file', sys.argv[1]]
     from nova.cmd import compute  # noqa: nova's monkey patching first
-    from keystoneauth1 import session
+    from nova.compute import manager
     from nova import config
     from nova import monkey_patch
     from nova import objects
-    from nova.virt import driver
     from oslo_log import log as logging
 
     from nova_migration_net import early_imports
@@ -103,12 +109,11 @@ CLIENT = textwrap.dedent("""\
     logging.setup(config.CONF, 'nova')
     objects.register_all()
     try:
-        driver.load_compute_driver(None, 'libvirt.LibvirtDriver')
+        manager.ComputeManager()
+        outcome = 'past placement'
     except SystemExit:
-        pass  # without libvirt-python; the plugin activated before that
-    try:
-        response = session.Session(verify=cafile).get(url, timeout=30)
-        outcome = 'HTTP %d' % response.status_code
+        # load_compute_driver without libvirt-python: after placement.
+        outcome = 'past placement'
     except BaseException as e:
         outcome = type(e).__name__
     print(json.dumps({'eventlet': monkey_patch.is_patched(),
@@ -173,49 +178,59 @@ class TestHTTPSInEventletMode(testtools.TestCase):
         self.addCleanup(server.kill)
         self.url = 'https://127.0.0.1:%s/' % server.stdout.readline().strip()
 
-    def request(self, nova_conf, environment=None):
-        """nova-compute's start-up on ``nova_conf``, then one request; what
-        :data:`CLIENT` printed, and the ERROR lines of the plugin's
-        warning in the log.
+    def start(self, nova_conf, environment=None):
+        """nova-compute's start-up on ``nova_conf`` with placement at the
+        TLS server; what :data:`CLIENT` printed, and the plugin's ERROR
+        lines in the log.
         """
         path = os.path.join(self.directory, 'nova.conf')
         log = os.path.join(self.directory, 'nova.log')
         with open(path, 'w') as f:
-            f.write('[DEFAULT]\nlog_file = %s\n' % log)
             f.write(nova_conf)
+            f.write(textwrap.dedent("""\
+                [DEFAULT]
+                log_file = %s
+                compute_driver = libvirt.LibvirtDriver
+
+                [placement]
+                auth_type = none
+                endpoint_override = %s
+                cafile = %s
+                """) % (log, self.url, self.cafile))
         env = dict(os.environ)
         env.pop(early_imports.ENVIRONMENT, None)
         env.update(environment or {})
-        result = subprocess.run(
-            [sys.executable, '-c', CLIENT, self.url, self.cafile, path],
-            env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run([sys.executable, '-c', CLIENT, path],
+                                env=env, capture_output=True, text=True,
+                                timeout=120)
         self.assertEqual(0, result.returncode, result.stderr)
         with open(log) as f:
             self.log = f.read()
-        if 'config_source' in nova_conf:
+        found = json.loads(result.stdout.splitlines()[-1])
+        if found['outcome'] == 'past placement' and 'config_source' in (
+                nova_conf):
             # The plugin activated when nova loaded the driver.
             self.assertIn('nova-migration-net is active', self.log)
-        found = json.loads(result.stdout.splitlines()[-1])
         found['warned'] = [line.split(' ', 3)[3] for line in
                            self.log.splitlines() if early_imports.MARK in line]
         return found
 
     @NOVA_34
     def test_eventlet_in_nova_conf_breaks_https(self):
-        found = self.request('[DEFAULT]\nconcurrency_backend = eventlet\n'
-                             + PLUGIN_LINES)
+        found = self.start('[DEFAULT]\nconcurrency_backend = eventlet\n'
+                           + PLUGIN_LINES)
         self.assertTrue(found['eventlet'])
         self.assertEqual('RecursionError', found['outcome'],
-                         'HTTPS works with concurrency_backend = eventlet '
-                         'and config_source: has oslo.config stopped '
+                         'placement over HTTPS works with '
+                         'concurrency_backend = eventlet and '
+                         'config_source: has oslo.config stopped '
                          'importing every oslo.config.driver? Then the '
                          'plugin\'s early_imports warning and the '
                          'workaround in the docs can go.')
         self.assertEqual(['urllib3', 'oslo_context.context'],
                          found['unpatched'])
         # Once, at ERROR, from the plugin's logger, with the cause and the
-        # fix, when nova-compute loaded its driver: before its first
-        # request.
+        # fix, although nova-compute died at its first request.
         [line] = found['warned']
         self.assertTrue(line.startswith(
             'ERROR nova_migration_net.early_imports [-] urllib3 and '
@@ -230,21 +245,21 @@ class TestHTTPSInEventletMode(testtools.TestCase):
 
     @NOVA_34
     def test_eventlet_from_the_environment_keeps_https(self):
-        found = self.request(
+        found = self.start(
             '[DEFAULT]\nconcurrency_backend = eventlet\n' + PLUGIN_LINES,
             {early_imports.ENVIRONMENT: 'false'})
         self.assertEqual({'eventlet': True, 'unpatched': [], 'warned': [],
-                          'outcome': 'HTTP 200'}, found)
+                          'outcome': 'past placement'}, found)
 
     @NOVA_34
     def test_eventlet_in_nova_conf_without_config_source_keeps_https(self):
-        found = self.request('[DEFAULT]\nconcurrency_backend = eventlet\n')
+        found = self.start('[DEFAULT]\nconcurrency_backend = eventlet\n')
         self.assertEqual({'eventlet': True, 'unpatched': [], 'warned': [],
-                          'outcome': 'HTTP 200'}, found)
+                          'outcome': 'past placement'}, found)
 
     @NOVA_34
     def test_native_threading_keeps_https(self):
-        found = self.request('[DEFAULT]\nconcurrency_backend = threading\n'
-                             + PLUGIN_LINES)
+        found = self.start('[DEFAULT]\nconcurrency_backend = threading\n'
+                           + PLUGIN_LINES)
         self.assertEqual({'eventlet': False, 'unpatched': [], 'warned': [],
-                          'outcome': 'HTTP 200'}, found)
+                          'outcome': 'past placement'}, found)

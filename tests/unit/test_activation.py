@@ -18,6 +18,7 @@ import subprocess
 import sys
 import textwrap
 
+from nova.compute import manager as compute_manager
 from nova import test
 from nova.tests import fixtures as nova_fixtures
 from nova.virt import fake
@@ -68,6 +69,7 @@ class TestActivation(test.NoDBTestCase):
     def test_opening_the_source_arms_and_the_driver_activates(self):
         originals = {name: getattr(libvirt_driver.LibvirtDriver, name)
                      for name in HOOKED + ['__init__']}
+        manager_init = compute_manager.ComputeManager.__init__
         self.addCleanup(activation.deactivate)
         mn_fixtures.open_config_source()
         # Opening hooks nothing: nova has not loaded its driver yet.
@@ -75,6 +77,9 @@ class TestActivation(test.NoDBTestCase):
         self.assertFalse(activation.is_active())
         self.assertEqual([], hooked_methods())
         self.assertFalse(plugin_registered())
+        # This process's eventlet (or none) patched in time, so the early
+        # imports' report leaves nova-compute's manager as it is.
+        self.assertIs(manager_init, compute_manager.ComputeManager.__init__)
         self.useLibvirtDriver()
         self.assertTrue(activation.is_active())
         self.assertEqual(HOOKED, hooked_methods())

@@ -39,7 +39,6 @@ import testtools
 import yaml
 
 from nova_migration_net import config_source
-from tests import fixtures as mn_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -48,6 +47,10 @@ NAMESPACES = ('nova.conf', 'nova_migration_net',
 SECTION = re.compile(r'\[[A-Za-z0-9_.-]+\]$')
 MARKER = re.compile(r'(?:.*::|\s*\.\. code-block:: ini)$')
 KEPT = ('name', 'dest', 'default')
+# nova 34's options that the pages name and an older nova lacks: the pages
+# document nova 34, and the nova32 and nova33 environments run this test
+# against the older nova's options.
+NOVA_34_OPTIONS = {'DEFAULT': ('concurrency_backend',)}
 CAPTION = re.compile(r'\s*:caption:\s*(\S+)')
 
 
@@ -139,6 +142,10 @@ def write_opt_data(path):
     options = data['options']
     options['DEFAULT']['opts'].append(
         _entry(cfg.ConfigOpts._config_source_opt, 'DEFAULT'))
+    for group, names in NOVA_34_OPTIONS.items():
+        known = {opt['name'] for opt in options[group]['opts']}
+        options[group]['opts'] += [_entry(cfg.StrOpt(name), group)
+                                   for name in names if name not in known]
     drivers = stevedore.ExtensionManager('oslo.config.driver').names()
     options[config_source.DEFAULT_GROUP]['opts'].append(_entry(
         cfg.StrOpt('driver', choices=drivers), config_source.DEFAULT_GROUP))
@@ -177,9 +184,6 @@ class TestDocFragments(testtools.TestCase):
         cls.tmp.cleanup()
         super().tearDownClass()
 
-    # The pages are written for nova 34: their fragments may name its new
-    # options ([DEFAULT] concurrency_backend), which older novas lack.
-    @mn_fixtures.requires_nova(34, 'the documentation configures nova 34')
     def test_every_fragment_names_known_options(self):
         found = list(nova_conf_fragments())
         # The README's smallest configuration, configure.rst's, and the
