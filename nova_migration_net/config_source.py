@@ -67,6 +67,7 @@ import ipaddress
 # records once the service has set logging up.
 import logging
 import socket
+import weakref
 
 import netaddr
 from oslo_config import cfg
@@ -81,6 +82,10 @@ LOG = logging.getLogger(__name__)
 # The group name the documentation and the sample use. Operators may name the
 # group anything; it is whatever [DEFAULT] config_source lists.
 DEFAULT_GROUP = 'migration_net'
+
+# id(ConfigOpts) -> the MigrationNetSource it opened last (ConfigOpts is a
+# Mapping, so not hashable): see addresses_from_networks().
+_OPENED = weakref.WeakValueDictionary()
 
 
 class Network(types.ConfigType):
@@ -135,6 +140,11 @@ files do not set ``[DEFAULT] my_live_migration_ip`` uses, as that option,
 the first of its own addresses in the first of these networks that holds
 one (interfaces and their addresses in the order ``psutil.net_if_addrs()``
 lists them). An explicit ``my_live_migration_ip`` always wins.
+
+Such a host advertises to sources, in the list's order, its first address in
+each of these networks that holds one; a source running nova-migration-net
+tries them in that order. A host with an explicit ``my_live_migration_ip``
+advertises that one address.
 
 The networks are IPv4 or IPv6 networks in CIDR notation, host bits zero, for
 example ``172.168.0.0/16`` or ``fd00:30::/64``. The address chosen is held to
@@ -210,6 +220,8 @@ class MigrationNetSource(sources.ConfigurationSource):
         self._group = group_name
         self._interfaces = interfaces
         self._chosen = None
+        self._advertised = []
+        _OPENED[id(conf)] = self
 
     def get(self, group_name, option_name, opt):
         if (group_name not in (None, 'DEFAULT') or
@@ -243,20 +255,16 @@ class MigrationNetSource(sources.ConfigurationSource):
         except OSError as err:
             return (None, None, '%s (%s): cannot list the interfaces of this '
                     'host: %s' % (cannot, listed, err))
-        match = choose_address(networks, table)
-        if match is None:
+        matches = choose_addresses(networks, table)
+        if not matches:
             local = ', '.join(str(a) for _, a in local_addresses(table))
             return (None, None,
                     '%s (%s): none of the addresses of this host (%s) is in '
                     'these networks; add the migration network of this host '
                     'to the list, or set my_live_migration_ip on this host'
                     % (cannot, listed, local or 'none'))
-        address, network, interface = match
-        problem = None
-        try:
-            opt.type(str(address))
-        except ValueError as err:
-            problem = getattr(err, 'reason', None) or str(err)
+        address, network, interface = matches[0]
+        problem = _problem(opt, address)
         if problem is not None:
             return (None, None, '%s (%s): the first address in %s is %s, of '
                     'interface %s, and %s' % (cannot, listed, network,
@@ -267,8 +275,47 @@ class MigrationNetSource(sources.ConfigurationSource):
                  '%(network)s, from %(option)s.',
                  {'address': address, 'interface': interface,
                   'network': network, 'option': option})
-        return (str(address), cfg.LocationInfo(cfg.Locations.user, detail),
-                None)
+        self._advertised = [str(address)]
+        for address, network, interface in matches[1:]:
+            problem = _problem(opt, address)
+            if problem is not None:
+                LOG.warning('%(option)s: this host does not advertise '
+                            '%(address)s, of interface %(interface)s, its '
+                            'first address in %(network)s: %(problem)s.',
+                            {'option': option, 'address': address,
+                             'interface': interface, 'network': network,
+                             'problem': problem})
+                continue
+            self._advertised.append(str(address))
+        if len(self._advertised) > 1:
+            LOG.info('Live migrations to this host are offered, in this '
+                     'order, %(addresses)s, from %(option)s.',
+                     {'addresses': ', '.join(self._advertised),
+                      'option': option})
+        return (self._advertised[0],
+                cfg.LocationInfo(cfg.Locations.user, detail), None)
+
+
+def _problem(opt, address):
+    """Why ``address`` cannot be ``opt``'s value, or None."""
+    try:
+        opt.type(str(address))
+    except ValueError as err:
+        return getattr(err, 'reason', None) or str(err)
+    return None
+
+
+def addresses_from_networks(conf):
+    """The addresses ``conf``'s source chose from ``migration_networks``.
+
+    In the list's order, the first being ``[DEFAULT] my_live_migration_ip``;
+    empty when no source of ``conf`` gave that option (unset, or set in a
+    file, which wins over the networks).
+    """
+    source = _OPENED.get(id(conf))
+    if source is None or source._conf is not conf:
+        return []
+    return list(source._advertised)
 
 
 def local_addresses(table):
@@ -286,17 +333,21 @@ def local_addresses(table):
                 continue
 
 
-def choose_address(networks, table):
-    """The first local address in the first network that holds one.
+def choose_addresses(networks, table):
+    """The first local address in each network that holds one, in order.
 
     :param networks: ``netaddr.IPNetwork`` objects, in order of preference
     :param table: the interface table, as ``psutil.net_if_addrs()`` returns
-    :returns: ``(address, network, interface)``, or None when no local
-        address is in any of the networks
+    :returns: ``(address, network, interface)`` tuples, an address at most
+        once (networks may overlap); empty when no local address is in any
+        of the networks
     """
     local = list(local_addresses(table))
+    chosen = []
     for network in networks:
         for name, address in local:
             if address.version == network.version and address in network:
-                return address, network, name
-    return None
+                if address not in [a for a, _, _ in chosen]:
+                    chosen.append((address, network, name))
+                break
+    return chosen

@@ -10,7 +10,8 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""The hooks: the destination fills the migration IP, the source reads it.
+"""The hooks: the destination fills its migration addresses, the source
+reads them.
 
 Each hook wraps one method of nova's ``LibvirtDriver`` and is found through
 the ``nova_migration_net.hooks`` entry point named after that method (see
@@ -35,6 +36,7 @@ from oslo_utils import versionutils
 import psutil
 
 from nova_migration_net import addresses
+from nova_migration_net import config_source
 from nova_migration_net import failures
 from nova_migration_net import objects
 from nova_migration_net import records
@@ -78,6 +80,25 @@ def configured_migration_ip(conf=CONF):
             'Invalid [DEFAULT] my_live_migration_ip%s' % detail)
 
 
+def advertised_addresses(conf=CONF):
+    """The addresses this host advertises as a destination, in order.
+
+    ``my_live_migration_ip`` first; when ``[migration_net]
+    migration_networks`` gave it, then this host's first address in each
+    later network that holds one. Empty when the option is unset.
+
+    :raises nova.exception.InvalidConfiguration: as
+        :func:`configured_migration_ip`
+    """
+    first = configured_migration_ip(conf)
+    if first is None:
+        return []
+    chosen = config_source.addresses_from_networks(conf)
+    if chosen and addresses.same_address(chosen[0], first):
+        return chosen
+    return [first]
+
+
 def _check_interfaces(address):
     """Refuse or warn when ``address`` is not one of this host's own.
 
@@ -111,7 +132,8 @@ class InitHost:
     """Check the option when nova-compute starts, as nova checks its own."""
 
     def pre(self, call):
-        address = configured_migration_ip()
+        advertised = advertised_addresses()
+        address = advertised[0] if advertised else None
         inbound = CONF.libvirt.live_migration_inbound_addr
         if address is None:
             LOG.info('nova-migration-net is active; my_live_migration_ip is '
@@ -121,7 +143,7 @@ class InitHost:
         _check_interfaces(address)
         LOG.info('nova-migration-net is active; live migrations from hosts '
                  'running the plugin will stream to this host at %s.',
-                 address)
+                 ', or else '.join(advertised))
         if inbound and not addresses.same_address(inbound, address):
             LOG.warning(
                 'Both [DEFAULT] my_live_migration_ip (%(ip)s) and [libvirt] '
@@ -132,21 +154,21 @@ class InitHost:
 
 
 class PreLiveMigration:
-    """Destination: put ``my_live_migration_ip`` into the migration data."""
+    """Destination: put this host's migration addresses into the data."""
 
     def post(self, call, migrate_data):
-        address = configured_migration_ip()
-        if address is None:
+        advertised = advertised_addresses()
+        if not advertised:
             records.destination(call.arguments['context'],
                                 call.arguments['instance'], migrate_data)
             return migrate_data
-        LOG.debug('Advertising migration IP %s to the source.', address,
-                  instance=call.arguments['instance'])
+        LOG.debug('Advertising migration addresses %s to the source.',
+                  ', '.join(advertised), instance=call.arguments['instance'])
         if isinstance(migrate_data, objects.LibvirtLiveMigrateData):
-            migrate_data.migration_ip = address
+            migrate_data.advertise(advertised)
             return migrate_data
         return objects.LibvirtLiveMigrateData.from_stock(migrate_data,
-                                                         address)
+                                                         advertised)
 
 
 class LiveMigration:
@@ -193,8 +215,9 @@ class LiveMigration:
                      'my_live_migration_ip; native TLS verifies the '
                      'destination\'s certificate against its hostname '
                      '%(dest)s (libvirt connection on %(dest)s, '
-                     'tls.destination %(dest)s).',
-                     {'dest': dest, 'address': address}, instance=instance)
+                     'tls.destination %(dest)s).%(others)s',
+                     {'dest': dest, 'address': address,
+                      'others': _others(migrate_data)}, instance=instance)
         elif mode == PLANE_STOCK_TLS:
             plane, reason = records.PLANE_MANAGEMENT, records.REASON_STOCK_TLS
             LOG.warning('Live migration to %(dest)s streams to its hostname '
@@ -215,8 +238,9 @@ class LiveMigration:
             migrate_data.target_connect_addr = str(address)
             LOG.info('Live migration to %(dest)s streams over the migration '
                      'plane to %(address)s, the destination\'s '
-                     'my_live_migration_ip.',
-                     {'dest': dest, 'address': address}, instance=instance)
+                     'my_live_migration_ip.%(others)s',
+                     {'dest': dest, 'address': address,
+                      'others': _others(migrate_data)}, instance=instance)
         elif (migrate_data is not None and
                 'target_connect_addr' in migrate_data and
                 migrate_data.target_connect_addr is not None):
@@ -242,10 +266,14 @@ class LiveMigration:
 
     def error(self, call, exc):
         migrate_data = call.arguments['migrate_data']
-        address = objects.migration_ip_of(migrate_data)
-        mode = plane_mode(call.arguments['self'], address)
+        mode = plane_mode(call.arguments['self'],
+                          objects.migration_ip_of(migrate_data))
         if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
             return False
+        # The address the last attempt went to: the error is about it.
+        failed = attempts_of(migrate_data)
+        address = (failed[-1][0] if failed
+                   else objects.migration_ip_of(migrate_data))
         records.failure(call.arguments['context'], call.arguments['instance'],
                         call.arguments['dest'], migrate_data, str(address),
                         exc)
@@ -260,10 +288,19 @@ class LiveMigration:
         dest, instance = call.arguments['dest'], call.arguments['instance']
         values = {'dest': dest, 'address': address, 'error': exc,
                   'check': _CHECK % {'dest': dest, 'address': address}}
+        values['which'] = 'the destination\'s my_live_migration_ip'
+        if kind == failures.CONNECT and len(failed) > 1:
+            # One line for the whole migration: every address, and why.
+            values['address'] = ', '.join(str(a) for a, _ in failed)
+            values['which'] = ('each of the destination\'s migration '
+                               'addresses, in turn')
+            values['error'] = '; '.join('%s: %s' % (a, e) for a, e in failed)
+            values['check'] = _CHECK % {'dest': dest,
+                                        'address': values['address']}
         if kind == failures.TRANSPORT:
             LOG.error('Live migration to %(dest)s over the migration plane '
-                      'failed on its connection to %(address)s, the '
-                      'destination\'s my_live_migration_ip (%(error)s); '
+                      'failed on its connection to %(address)s, '
+                      '%(which)s (%(error)s); '
                       'unless the migration was aborted, the migration plane '
                       'may be the cause. Part of the '
                       'instance may have been sent, so nova handles the '
@@ -275,15 +312,15 @@ class LiveMigration:
         if not _rolled_back_untouched(migration):
             LOG.error('Live migration to %(dest)s over the migration plane '
                       'failed: libvirt could not connect to %(address)s, '
-                      'the destination\'s my_live_migration_ip (%(error)s). '
+                      '%(which)s (%(error)s). '
                       'nova did not report the migration rolled back before '
                       'any memory was sent, so it handles the failure as it '
                       'does without nova-migration-net. %(check)s', values,
                       instance=instance)
             return False
         LOG.error('Live migration to %(dest)s over the migration plane '
-                  'failed: libvirt could not connect to %(address)s, the '
-                  'destination\'s my_live_migration_ip (%(error)s). No '
+                  'failed: libvirt could not connect to %(address)s, '
+                  '%(which)s (%(error)s). No '
                   'memory of the instance was sent and the migration was '
                   'rolled back; the instance keeps running on this host. '
                   '%(check)s', values, instance=instance)
@@ -363,44 +400,120 @@ class _TLSDestinationDomain:
 class _PlaneGuest(libvirt_guest.Guest):
     """The migrating guest as ``_live_migration_operation`` gets it.
 
-    nova's own ``Guest``, on the same domain, whose ``migrate`` sends the
-    data to ``migrate_uri`` and has QEMU verify ``tls_destination``. nova
-    still builds every other parameter and the flags.
+    nova's own ``Guest``, on the same domain, whose ``migrate`` tries the
+    destination's migration addresses in order: it moves to the next one
+    only when libvirt could not connect to one at all (a
+    :data:`failures.CONNECT` error: libvirt makes its connections before
+    the migration job starts, so nothing of the instance was sent). nova
+    still builds every other parameter and the flags; the URIs of each
+    attempt are built by nova's own ``_live_migration_uri`` and
+    ``_migrate_uri``. Every attempt's address and error is kept on the
+    migration data for :meth:`LiveMigration.error`.
     """
 
-    def __init__(self, guest, migrate_uri, tls_destination):
-        super().__init__(_TLSDestinationDomain(guest._domain,
-                                               tls_destination))
-        self._plane_migrate_uri = migrate_uri
+    def __init__(self, guest, driver, dest, migrate_data, mode):
+        domain = guest._domain
+        if mode == PLANE_TLS_DESTINATION:
+            domain = _TLSDestinationDomain(domain, dest)
+        super().__init__(domain)
+        self._driver = driver
+        self._dest = dest
+        self._migrate_data = migrate_data
+        self._mode = mode
+
+    def _uris(self, address, destination, migrate_uri):
+        """libvirt's connection URI and ``migrate_uri`` to ``address``."""
+        if self._mode == PLANE_TLS_DESTINATION:
+            # The connection stays on the hostname; only the data moves.
+            return destination, self._driver._migrate_uri(str(address))
+        return (self._driver._live_migration_uri(str(address)),
+                # None when tunnelled: the data follows the connection.
+                None if migrate_uri is None
+                else self._driver._migrate_uri(str(address)))
 
     def migrate(self, destination, migrate_uri=None, **kwargs):
-        return super().migrate(destination,
-                               migrate_uri=self._plane_migrate_uri, **kwargs)
+        libvirt = _libvirt()
+        addresses = objects.migration_addresses_of(self._migrate_data)
+        failed = attempts_of(self._migrate_data)
+        for number, address in enumerate(addresses):
+            dconnuri, uri = self._uris(address, destination, migrate_uri)
+            try:
+                result = super().migrate(dconnuri, migrate_uri=uri, **kwargs)
+            except libvirt.libvirtError as exc:
+                failed.append((address, exc))
+                last = number == len(addresses) - 1
+                if last or failures.classify(
+                        exc, address, libvirt,
+                        connection_to_address=self._mode ==
+                        PLANE_CONNECT_ADDR) != failures.CONNECT:
+                    raise
+                LOG.warning('Live migration to %(dest)s: libvirt could not '
+                            'connect to %(address)s, the destination\'s '
+                            'migration address %(number)d of %(count)d '
+                            '(%(error)s); nothing was sent, trying '
+                            '%(next)s.',
+                            {'dest': self._dest, 'address': address,
+                             'number': number + 1, 'count': len(addresses),
+                             'error': exc, 'next': addresses[number + 1]})
+                continue
+            if number and self._mode == PLANE_CONNECT_ADDR:
+                self._migrate_data.target_connect_addr = str(address)
+            return result
+
+
+# Where a migration's failed attempts are kept: an attribute of its own
+# LibvirtLiveMigrateData, never serialized (not a field).
+_ATTEMPTS = '_migration_net_failed_attempts'
+
+
+def attempts_of(migrate_data):
+    """``[(address, libvirtError)]`` of the migration's failed attempts."""
+    failed = getattr(migrate_data, _ATTEMPTS, None)
+    if failed is None:
+        failed = []
+        setattr(migrate_data, _ATTEMPTS, failed)
+    return failed
+
+
+def _others(migrate_data):
+    """The log's words for the addresses after the first, if any."""
+    later = objects.migration_addresses_of(migrate_data)[1:]
+    if not later:
+        return ''
+    return (' If libvirt cannot connect to it, the next addresses are '
+            'tried in order: %s.' % ', '.join(str(a) for a in later))
 
 
 class LiveMigrationOperation:
-    """Source, native TLS: the data to the migration IP, TLS on the name.
+    """Source: the data to the migration addresses, in order.
 
-    nova connects libvirt to the destination's hostname (``dest``) as
-    stock; the guest nova migrates is given ``migrate_uri`` =
+    Only when the destination advertised a migration address and this host
+    streams to it (:data:`PLANE_CONNECT_ADDR` or
+    :data:`PLANE_TLS_DESTINATION`); otherwise nova runs unchanged. With
+    native TLS nova connects libvirt to the destination's hostname
+    (``dest``) as stock; the guest nova migrates is given ``migrate_uri`` =
     ``tcp://<migration IP>`` (built by nova's own ``_migrate_uri``, IPv6
-    bracketed) and ``tls.destination`` = ``dest``. Only in
-    :data:`PLANE_TLS_DESTINATION` mode; otherwise nova runs unchanged.
+    bracketed) and ``tls.destination`` = ``dest``.
     """
 
     def pre(self, call):
         driver = call.arguments['self']
-        address = objects.migration_ip_of(call.arguments['migrate_data'])
-        if plane_mode(driver, address) != PLANE_TLS_DESTINATION:
+        migrate_data = call.arguments['migrate_data']
+        addresses = objects.migration_addresses_of(migrate_data)
+        mode = plane_mode(driver, addresses[0] if addresses else None)
+        if mode == PLANE_CONNECT_ADDR and len(addresses) < 2:
             return
-        dest = call.arguments['dest']
-        migrate_uri = driver._migrate_uri(str(address))
-        LOG.debug('Migrating with migrate_uri %(uri)s and %(param)s '
-                  '%(dest)s.', {'uri': migrate_uri, 'param': TLS_DESTINATION,
-                                'dest': dest},
+        if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
+            return
+        LOG.debug('Migrating to %(addresses)s in turn%(tls)s.',
+                  {'addresses': ', '.join(str(a) for a in addresses),
+                   'tls': ', with %s %s' % (TLS_DESTINATION,
+                                            call.arguments['dest'])
+                   if mode == PLANE_TLS_DESTINATION else ''},
                   instance=call.arguments['instance'])
-        call.arguments['guest'] = _PlaneGuest(call.arguments['guest'],
-                                              migrate_uri, dest)
+        call.arguments['guest'] = _PlaneGuest(
+            call.arguments['guest'], driver, call.arguments['dest'],
+            migrate_data, mode)
 
 
 def _libvirt():

@@ -10,34 +10,47 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""``LibvirtLiveMigrateData`` with the destination's migration IP.
+"""``LibvirtLiveMigrateData`` with the destination's migration addresses.
 
 The plugin's object keeps nova's object name and extends the installed nova's
-``LibvirtLiveMigrateData`` with one nullable field, ``migration_ip``. Its
-version is a stock version with a third part, ``<stock X.Y>.1`` (``1.14.1``
-on nova 34):
+``LibvirtLiveMigrateData`` with two nullable fields: ``migration_ip``, the
+address a source streams to first, and ``migration_addresses``, every address
+the destination advertises, in order (only set when there is more than one;
+its first is ``migration_ip``). Its label on the wire is a stock version with
+a third part, ``<stock X.Y>.1`` (``1.14.1`` on nova 34):
 
 * nova's ``NovaObjectSerializer`` reads an ``X.Y.Z`` version it does not know
   as ``X.Y`` without asking the conductor for a backport, so a process without
-  the plugin reads the object as its own stock version and ignores the field;
+  the plugin reads the object as its own stock version and ignores the fields;
 * nova only ever bumps the minor part of this object, so the label never
   collides with a future stock version. A stock version that has a third
   part itself (a stable-branch backport) would make the label four parts,
   which nova cannot strip: :mod:`nova_migration_net.activation` refuses to
   activate on such a nova.
 
+The label stays ``.1`` (:data:`WIRE_VERSION`) although the class is at
+plugin version 2 (:data:`PLUGIN_VERSION`, the fingerprint's version): an
+older plugin (version 1, field ``migration_ip`` only) finds its class for
+``1.14.1`` by exact match and reads the fields it has, ignoring
+``migration_addresses`` as oslo.versionedobjects ignores every key a class
+does not declare. A label ``1.14.2`` would be neither an exact match nor
+compatible with its ``1.14.1``; nova would strip it to stock ``1.14`` and the
+older plugin would lose ``migration_ip`` and migrate on the hostname. So the
+plugin's later versions may only add nullable fields whose absence means
+what version 1 meant, and keep writing ``.1``.
+
 The destination answers in the version the source spoke: the stock object
-it got from the source, with the source's stock version, plus the field
+it got from the source, with the source's stock version, plus the fields
 (``1.13.1`` to a source on a nova whose stock version is ``1.13``). So the
 stock part is made compatible by nova's own code, as between stock hosts,
 and no conductor backport is needed that stock nova would not need. Across
-releases the reader must then know the plugin versions of older stock
-versions: :func:`register` adds one alias class per older minor, so
-``1.13.1`` is read as this class, not as the stock class it is compatible
-with.
+releases the reader must then know the labels of other stock versions:
+:func:`register` adds one alias class per stock minor, so ``1.13.1`` is read
+as this class, not as the stock class it is compatible with.
 
-Only objects that carry a migration IP are of this class: a destination with
-``my_live_migration_ip`` unset hands nova the stock object, byte for byte.
+Only objects that carry a migration IP are of this class: a destination
+that advertises no address hands nova the stock object, byte for byte; one
+that advertises a single address hands it what plugin version 1 did.
 """
 
 import netaddr
@@ -51,9 +64,16 @@ from nova_migration_net import addresses
 
 StockLibvirtLiveMigrateData = migrate_data.LibvirtLiveMigrateData
 
-# The plugin's own history, appended to the stock version as its third part.
+# The plugin's own history, the third part of the class's version.
 # Plugin 1: Added migration_ip
-PLUGIN_VERSION = 1
+# Plugin 2: Added migration_addresses
+PLUGIN_VERSION = 2
+# The third part of every label the plugin writes: the one every plugin
+# version reads (see the module's documentation).
+WIRE_VERSION = 1
+# The most addresses a destination may advertise; a longer list from a peer
+# is refused.
+MAX_ADDRESSES = 8
 
 
 class MigrationIPAddress(fields.IPAddress):
@@ -79,9 +99,39 @@ class MigrationIPAddressField(fields.AutoTypedField):
     AUTO_TYPE = MigrationIPAddress()
 
 
-def plugin_version(stock_version):
-    """The plugin's label for ``stock_version``: ``<X.Y>.PLUGIN_VERSION``."""
-    return '%s.%d' % (stock_version, PLUGIN_VERSION)
+class MigrationIPAddressList(fields.List):
+    """A non-empty list of distinct migration addresses.
+
+    At most :data:`MAX_ADDRESSES` long: a peer's list is refused otherwise.
+    """
+
+    def __init__(self):
+        super().__init__(MigrationIPAddress())
+
+    def coerce(self, obj, attr, value):
+        addrs = super().coerce(obj, attr, value)
+        if not 0 < len(addrs) <= MAX_ADDRESSES:
+            raise ValueError('%s must list 1 to %d addresses, not %d'
+                             % (attr, MAX_ADDRESSES, len(addrs)))
+        if len(set(addrs)) != len(addrs):
+            raise ValueError('%s lists an address twice' % attr)
+        return addrs
+
+    def from_primitive(self, obj, attr, value):
+        if not isinstance(value, list):
+            raise ValueError('%s must be a list, not %s'
+                             % (attr, type(value).__name__))
+        return self.coerce(obj, attr, super().from_primitive(obj, attr,
+                                                             value))
+
+
+class MigrationIPAddressListField(fields.AutoTypedField):
+    AUTO_TYPE = MigrationIPAddressList()
+
+
+def plugin_version(stock_version, plugin=WIRE_VERSION):
+    """The plugin's label for ``stock_version``: ``<X.Y>.<plugin>``."""
+    return '%s.%d' % (stock_version, plugin)
 
 
 def can_label(stock_version):
@@ -93,17 +143,21 @@ def can_label(stock_version):
 
 @nova_base.NovaObjectRegistry.register_if(False)
 class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
-    """Stock live migration data plus the destination's migration IP.
+    """Stock live migration data plus the destination's migration addresses.
 
     Not registered on import: :func:`register` adds it to nova's object
     registry when the plugin is activated.
     """
 
     # Version <stock>.1: Added migration_ip
-    VERSION = plugin_version(StockLibvirtLiveMigrateData.VERSION)
+    # Version <stock>.2: Added migration_addresses (written as <stock>.1)
+    VERSION = plugin_version(StockLibvirtLiveMigrateData.VERSION,
+                             PLUGIN_VERSION)
 
     fields = dict(StockLibvirtLiveMigrateData.fields,
-                  migration_ip=MigrationIPAddressField(nullable=True))
+                  migration_ip=MigrationIPAddressField(nullable=True),
+                  migration_addresses=MigrationIPAddressListField(
+                      nullable=True))
 
     @property
     def has_migration_ip(self):
@@ -112,18 +166,28 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
 
     def obj_make_compatible(self, primitive, target_version):
         super().obj_make_compatible(primitive, target_version)
-        target = versionutils.convert_version_to_tuple(target_version)
-        if target < versionutils.convert_version_to_tuple(self.VERSION):
+        # Any stock version (two parts) lacks the plugin's fields; every
+        # plugin label (three parts) reads them or ignores the ones it
+        # does not know.
+        if len(versionutils.convert_version_to_tuple(target_version)) < 3:
             primitive.pop('migration_ip', None)
+            primitive.pop('migration_addresses', None)
 
     @classmethod
-    def from_stock(cls, stock, migration_ip):
-        """Copy a stock object into this class and set ``migration_ip``.
+    def from_stock(cls, stock, addresses):
+        """Copy a stock object into this class and set the addresses.
+
+        :param addresses: the addresses to advertise, in order (or one
+            address alone); the first goes into ``migration_ip``, and all
+            of them into ``migration_addresses`` when there is more than
+            one, so that a single address is advertised exactly as plugin
+            version 1 did.
 
         Field values, set/unset state and changed fields carry over, so the
-        copy serializes like the original plus one field. The values are
-        the stock object's, already coerced by the same field definitions,
-        so they are copied as stored, not set again field by field.
+        copy serializes like the original plus the plugin's fields. The
+        values are the stock object's, already coerced by the same field
+        definitions, so they are copied as stored, not set again field by
+        field.
 
         The copy's version is the stock object's own plus the plugin's
         part: an object read from an older source keeps that source's
@@ -141,12 +205,25 @@ class LibvirtLiveMigrateData(StockLibvirtLiveMigrateData):
         # Changes inside nested objects are found again on the copy, which
         # shares them; only the stock object's own set is copied.
         obj._changed_fields = set(stock._changed_fields)
-        obj.migration_ip = migration_ip
+        obj.advertise(addresses)
         return obj
+
+    def advertise(self, addresses):
+        """Set the fields to ``addresses`` (see :meth:`from_stock`)."""
+        if addresses is None:
+            addresses = []
+        elif isinstance(addresses, (str, netaddr.IPAddress)):
+            addresses = [addresses]
+        addresses = list(addresses)
+        self.migration_ip = addresses[0] if addresses else None
+        if len(addresses) > 1:
+            self.migration_addresses = addresses
+        elif 'migration_addresses' in self:
+            self.migration_addresses = None
 
 
 def migration_ip_of(migrate_data):
-    """The migration IP a destination advertised, or None.
+    """The first migration IP a destination advertised, or None.
 
     Works on any live migration data: objects that passed through a process
     without the plugin are stock instances without the field.
@@ -157,13 +234,30 @@ def migration_ip_of(migrate_data):
     return None
 
 
-def _aliases():
-    """One class per stock minor older than the installed one.
+def migration_addresses_of(migrate_data):
+    """Every migration IP a destination advertised, in order; maybe empty.
 
-    ``1.0.1`` up to ``<X.Y-1>.1``: the versions a plugin on an older nova
-    writes. Each is this class under another version, so that
-    oslo.versionedobjects' exact match picks it; without it, ``1.13.1`` is
-    compatible with stock ``1.14`` and is read as stock. Empty on a nova
+    ``migration_addresses`` when it starts with ``migration_ip``; only
+    ``migration_ip`` otherwise (a plugin version 1 destination, or a list
+    that does not agree with the address every plugin version reads first).
+    """
+    first = migration_ip_of(migrate_data)
+    if first is None:
+        return []
+    listed = (migrate_data.migration_addresses
+              if 'migration_addresses' in migrate_data else None)
+    if listed and listed[0] == first:
+        return list(listed)
+    return [first]
+
+
+def _aliases():
+    """One class per stock minor, the installed one included.
+
+    ``<X.Y>.1`` down to ``1.0.1``: the labels the plugin writes, on this
+    nova and on older ones. Each is this class under another version, so
+    that oslo.versionedobjects' exact match picks it; without it, ``1.13.1``
+    is compatible with stock ``1.14`` and is read as stock. Empty on a nova
     whose stock version the plugin cannot label (the plugin refuses to
     activate there).
     """
@@ -175,7 +269,7 @@ def _aliases():
                  {'VERSION': plugin_version('%d.%d' % (major, older)),
                   '__module__': __name__,
                   '__doc__': LibvirtLiveMigrateData.__doc__})
-            for older in range(minor - 1, -1, -1)]
+            for older in range(minor, -1, -1)]
 
 
 ALIASES = _aliases()
@@ -187,10 +281,11 @@ def register():
     The class, then its aliases, go into the registry *behind* the stock
     class of the same name. An exact version match picks a class first, so
     ``1.14`` primitives stay stock and ``1.14.1`` (or ``1.13.1``) ones
-    become this class; any other version is resolved, and version
-    manifests are built, from the stock class as on a host without the
-    plugin. ``nova.objects.LibvirtLiveMigrateData`` keeps pointing to the
-    stock class, so nova builds stock objects.
+    become this class, whichever plugin version wrote them; any other
+    version is resolved, and version manifests are built, from the stock
+    class as on a host without the plugin.
+    ``nova.objects.LibvirtLiveMigrateData`` keeps pointing to the stock
+    class, so nova builds stock objects.
     """
     classes = ovo_base.VersionedObjectRegistry.obj_classes()[
         LibvirtLiveMigrateData.obj_name()]

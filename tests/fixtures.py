@@ -60,6 +60,35 @@ class MigrationNetFixture(fixtures.Fixture):
             raise RuntimeError('nova-migration-net refused to activate')
 
 
+class MigrationNetworksFixture(fixtures.Fixture):
+    """``[migration_net] migration_networks`` on this process's ``conf``.
+
+    The plugin's source, opened as oslo.config opens it, chooses the
+    addresses from the interface table (:class:`InterfacesFixture`) as at
+    nova-compute's start-up; ``my_live_migration_ip`` then holds the first
+    of them, as the source gives it to oslo.config.
+    """
+
+    def __init__(self, networks, conf=CONF, group='migration_net'):
+        super().__init__()
+        self.networks = networks
+        self.conf = conf
+        self.group = group
+
+    def _setUp(self):
+        from nova_migration_net import conf as mn_conf
+        # Kept as oslo.config keeps the sources it opened.
+        self.source = source = open_config_source(self.conf, self.group)
+        self.conf.set_override('migration_networks', self.networks,
+                               group=self.group)
+        self.addCleanup(self.conf.clear_override, 'migration_networks',
+                        group=self.group)
+        value, _ = source.get(None, 'my_live_migration_ip',
+                              mn_conf.migration_net_opts[0])
+        self.conf.set_override('my_live_migration_ip', value)
+        self.addCleanup(self.conf.clear_override, 'my_live_migration_ip')
+
+
 def open_config_source(conf=CONF, group='migration_net'):
     """Open the plugin's oslo.config source as oslo.config does.
 

@@ -215,6 +215,14 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
 
         :returns: the ``MigrateCall`` nova made to libvirt for it
         """
+        calls = self.live_migrate_server_calls(block_migration)
+        self.assertEqual(1, len(calls))
+        return calls[0]
+
+    def live_migrate_server_calls(self, block_migration='auto'):
+        """As :meth:`live_migrate_server`; every ``MigrateCall`` made for
+        the server, in order.
+        """
         self.server = self._create_server(host=self.SOURCE,
                                           networks='none')
         self.api.post_server_action(
@@ -226,7 +234,5 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
         server = self.api.get_server(self.server['id'])
         self.assertEqual(self.DESTINATION, server['OS-EXT-SRV-ATTR:host'])
         self.assertEqual('ACTIVE', server['status'])
-        calls = [c for c in self.migrate_calls
-                 if c.instance == self.server['id']]
-        self.assertEqual(1, len(calls))
-        return calls[0]
+        return [c for c in self.migrate_calls
+                if c.instance == self.server['id']]

@@ -16,7 +16,14 @@ Run as ``python -m tests.functional.nova_peer {stock|plugin} NOVA_CONF``.
 The process parses ``NOVA_CONF`` with nova's own ``parse_args``, as
 nova-compute does; ``plugin`` processes activate nova-migration-net through
 the ``config_source`` lines of that file, ``stock`` processes cannot import
-the package at all, as on a host where it is not installed.
+the package at all, as on a host where it is not installed. Which
+nova-migration-net a plugin process runs is the first one on its
+``sys.path``: an older plugin's tree put first runs that plugin.
+
+``NOVA_PEER_INTERFACES``, when set, is the host's interface table as JSON
+(``{"eth1": [[4, "172.168.1.15", "255.255.0.0"]]}``), for
+``[migration_net] migration_networks``: the test machine has none of the
+migration networks' addresses.
 
 It then plays the part of a host in a live migration, one hop per request.
 Requests and replies are JSON lines on stdin and stdout; live migration data
@@ -32,8 +39,10 @@ nova would spawn the migration thread and reports the libvirt URIs nova's
 ``_live_migration_operation`` derives from the data.
 """
 
+import collections
 import json
 import os
+import socket
 import sys
 import traceback
 
@@ -72,6 +81,9 @@ from tests.functional import nova_steps  # noqa: E402
 class Peer:
 
     def __init__(self, conf_file):
+        table = os.environ.get('NOVA_PEER_INTERFACES')
+        if table:
+            interfaces_table(json.loads(table))
         config.parse_args(['nova-compute', '--config-file', conf_file],
                           configure_db=False, init_rpc=False)
         objects.register_all()
@@ -160,7 +172,40 @@ class Peer:
         dconnuri, migrate_uri = nova_steps.libvirt_uris(self.driver, 'dest',
                                                         data)
         return {'dconnuri': dconnuri, 'migrate_uri': migrate_uri,
-                'class': type(data).__module__}
+                'class': type(data).__module__,
+                'addresses': self.advertised(data)}
+
+    @staticmethod
+    def advertised(data):
+        """The addresses this source read from the destination, in order,
+        as far as its plugin reads them (None without the plugin).
+        """
+        try:
+            from nova_migration_net import objects as plugin_objects
+        except ImportError:
+            return None
+        read = getattr(plugin_objects, 'migration_addresses_of', None)
+        if read is None:
+            # Plugin version 1 reads one address.
+            first = plugin_objects.migration_ip_of(data)
+            return [] if first is None else [str(first)]
+        return [str(a) for a in read(data)]
+
+
+def interfaces_table(table):
+    """Make ``psutil.net_if_addrs()`` return ``table`` (see above).
+
+    Not tests.fixtures.InterfacesFixture: that module imports the plugin,
+    which a stock process cannot.
+    """
+    import psutil
+    address = collections.namedtuple(
+        'InterfaceAddress', 'family address netmask broadcast ptp')
+    families = {4: socket.AF_INET, 6: socket.AF_INET6}
+    table = {name: [address(families[family], addr, mask, None, None)
+                    for family, addr, mask in addrs]
+             for name, addrs in table.items()}
+    psutil.net_if_addrs = lambda: table
 
 
 def exchange(message):

@@ -19,6 +19,9 @@ pass the live migration data along the hops of a nova 34 live migration,
 each hop in the process of the side that owns it, through nova's RPC
 serializer. The result is checked and written as the table in
 ``doc/source/upgrade-matrix.inc``.
+
+The same hops run between this plugin and an older one (plugin version 1,
+one migration address), the older one's package taken from git.
 """
 
 import itertools
@@ -27,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import unittest
 
 from nova.objects import migrate_data
 from nova import version as nova_version
@@ -38,6 +42,18 @@ MATRIX_DOC = os.path.join(REPO, 'doc', 'source', 'upgrade-matrix.inc')
 # The nova release the documented matrix was observed with.
 DOCUMENTED_NOVA = '34.0.0'
 MIGRATION_IP = '172.168.1.15'
+# A second migration network, listed second.
+SECOND_ADDRESS = '172.31.0.15'
+TWO_NETWORKS = '172.168.0.0/16, 172.31.0.0/24'
+TWO_NETWORK_INTERFACES = {
+    'eth0': [[4, '192.0.2.15', '255.255.255.0']],
+    'eth1': [[4, MIGRATION_IP, '255.255.0.0']],
+    'eth2': [[4, SECOND_ADDRESS, '255.255.255.0']],
+}
+# This package before it advertised more than one address: plugin version
+# 1, LibvirtLiveMigrateData <stock>.1 with migration_ip only (main when
+# issue 28 began).
+OLDER_PLUGIN_COMMIT = '902c30a080d55843770640170be49e56961488bc'
 STOCK_VERSION = migrate_data.LibvirtLiveMigrateData.VERSION
 
 NOVA_CONF = """\
@@ -46,7 +62,7 @@ config_source = migration_net
 {option}
 [migration_net]
 driver = nova_migration_net
-"""
+{networks}"""
 
 
 class PeerError(Exception):
@@ -54,9 +70,17 @@ class PeerError(Exception):
 
 
 class Peer:
-    """A nova process playing one host; see nova_peer.py."""
+    """A nova process playing one host; see nova_peer.py.
 
-    def __init__(self, kind, option_set, workdir, python=sys.executable):
+    :param option_set: whether the host sets ``my_live_migration_ip``
+    :param networks: its ``[migration_net] migration_networks``, if any
+    :param plugin_tree: a directory holding another ``nova_migration_net``
+        (an older plugin), run instead of this tree's
+    :param interfaces: the host's interface table, for nova_peer.py
+    """
+
+    def __init__(self, kind, option_set, workdir, python=sys.executable,
+                 networks=None, plugin_tree=None, interfaces=None):
         self.kind = kind
         conf = os.path.join(workdir, 'nova-%s-%s-%d.conf'
                             % (kind, 'set' if option_set else 'unset',
@@ -64,13 +88,22 @@ class Peer:
         with open(conf, 'w') as f:
             f.write(NOVA_CONF.format(
                 option='my_live_migration_ip = %s\n' % MIGRATION_IP
-                if option_set else ''))
+                if option_set and networks is None else '',
+                networks='migration_networks = %s\n' % networks
+                if networks else ''))
         self.log = open(conf + '.log', 'w+')
+        env = dict(os.environ, PYTHONPATH=REPO, EVENTLET_TESTS='1')
+        if interfaces is not None:
+            env['NOVA_PEER_INTERFACES'] = json.dumps(interfaces)
+        # python -m puts its working directory first on sys.path.
+        cwd = REPO
+        if plugin_tree is not None:
+            cwd = plugin_tree
+            env['PYTHONPATH'] = os.pathsep.join((plugin_tree, REPO))
         self.process = subprocess.Popen(
             [python, '-m', 'tests.functional.nova_peer', kind, conf],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=self.log, text=True,
-            env=dict(os.environ, PYTHONPATH=REPO, EVENTLET_TESTS='1'))
+            cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.log, text=True, env=env)
 
     def _receive(self):
         line = self.process.stdout.readline()
@@ -146,6 +179,16 @@ def start_peers(workdir, python=sys.executable):
 
 class PeersTestCase(testtools.TestCase):
 
+    def assertStreamsTo(self, address, uris, case):
+        """The source's libvirt URIs go to ``address``: an IP, whose
+        ``migrate_uri`` nova sets, or the destination's hostname.
+        """
+        plane = address != 'dest'
+        self.assertEqual('qemu+tcp://%s/system' % address, uris['dconnuri'],
+                         case)
+        self.assertEqual('tcp://%s' % address if plane else None,
+                         uris['migrate_uri'], case)
+
     @classmethod
     def tearDownClass(cls):
         for peer in cls.peers.values():
@@ -170,11 +213,8 @@ class TestRollingUpgrade(PeersTestCase):
                                 self.peers[(dest, option_set)],
                                 self.peers[(conductor, False)])
             plane = (source == dest == 'plugin' and option_set)
-            address = MIGRATION_IP if plane else 'dest'
-            self.assertEqual('qemu+tcp://%s/system' % address,
-                             uris['dconnuri'], case)
-            self.assertEqual('tcp://%s' % address if plane else None,
-                             uris['migrate_uri'], case)
+            self.assertStreamsTo(MIGRATION_IP if plane else 'dest', uris,
+                                 case)
             self.assertEqual(0, uris['backports'], case)
             self.assertEqual(
                 STOCK_VERSION + ('.1' if dest == 'plugin' and option_set
@@ -223,6 +263,109 @@ def render(rows):
     out += [line(row) for row in rows[1:]]
     out += [rule, '']
     return '\n'.join(out)
+
+
+def older_plugin_tree(workdir):
+    """``nova_migration_net`` at :data:`OLDER_PLUGIN_COMMIT`, from git.
+
+    The whole package as a host that installed that commit runs it (its
+    object and its hooks), not a copy kept beside the tests that could
+    drift from what was released. Skips the test where the tree has no
+    git history.
+    """
+    try:
+        archive = subprocess.run(
+            ['git', '-C', REPO, 'archive', OLDER_PLUGIN_COMMIT,
+             'nova_migration_net'], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as err:
+        raise unittest.SkipTest('the older plugin comes from git commit %s, '
+                                'which this tree does not have: %s'
+                                % (OLDER_PLUGIN_COMMIT, err))
+    tree = os.path.join(workdir, 'older-plugin')
+    os.makedirs(tree)
+    subprocess.run(['tar', '-x', '-C', tree], input=archive.stdout,
+                   check=True)
+    return tree
+
+
+class TestOlderPlugin(PeersTestCase):
+    """This plugin beside plugin version 1 on the same nova.
+
+    The newer destination takes two addresses from ``migration_networks``;
+    the older one sets ``my_live_migration_ip`` to the first of them. In
+    every mix of older, newer and stock source, destination and conductor,
+    the migration streams to the first address when both computes run a
+    plugin and the destination advertises, else to the hostname; no mix
+    asks for a backport, and only a newer source reads the second address.
+    """
+
+    KINDS = ('stock', 'older', 'plugin')
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        workdir = tempfile.mkdtemp(prefix='nova-peers-')
+        tree = older_plugin_tree(workdir)
+        cls.peers = {
+            ('stock', False): Peer('stock', False, workdir),
+            ('older', False): Peer('plugin', False, workdir,
+                                   plugin_tree=tree),
+            ('older', True): Peer('plugin', True, workdir,
+                                  plugin_tree=tree),
+            ('plugin', False): Peer('plugin', False, workdir),
+            ('plugin', True): Peer('plugin', True, workdir,
+                                   networks=TWO_NETWORKS,
+                                   interfaces=TWO_NETWORK_INTERFACES),
+        }
+        for peer in cls.peers.values():
+            peer.wait_ready()
+
+    def test_older_plugin_writes_version_1_and_this_one_version_2(self):
+        older = self.peers[('older', False)].call('versions')
+        newer = self.peers[('plugin', False)].call('versions')
+        self.assertEqual(STOCK_VERSION + '.1', older['plugin'])
+        self.assertEqual(STOCK_VERSION + '.2', newer['plugin'])
+
+    def test_every_mix_with_an_older_plugin_streams_to_the_first_address(
+            self):
+        for source, dest, conductor in itertools.product(self.KINDS,
+                                                         repeat=3):
+            if 'older' not in (source, dest, conductor):
+                continue
+            for option in (True, False):
+                if dest == 'stock' and option:
+                    continue
+                case = ('source %s, destination %s, conductor %s, option %s'
+                        % (source, dest, conductor,
+                           'set' if option else 'unset'))
+                uris = live_migrate(self.peers[(source, False)],
+                                    self.peers[(dest, option)],
+                                    self.peers[(conductor, False)])
+                plane = option and source != 'stock'
+                self.assertStreamsTo(MIGRATION_IP if plane else 'dest', uris,
+                                     case)
+                self.assertEqual(0, uris['backports'], case)
+                self.assertEqual(
+                    uris['sent_version'] + ('.1' if option else ''),
+                    uris['reply_version'], case)
+                if source == 'stock':
+                    expected = None
+                elif not option:
+                    expected = []
+                elif source == dest == 'plugin':
+                    expected = [MIGRATION_IP, SECOND_ADDRESS]
+                else:
+                    expected = [MIGRATION_IP]
+                self.assertEqual(expected, uris['addresses'], case)
+
+    def test_newer_plugins_read_both_addresses_through_a_stock_conductor(
+            self):
+        uris = live_migrate(self.peers[('plugin', False)],
+                            self.peers[('plugin', True)],
+                            self.peers[('stock', False)])
+        self.assertEqual([MIGRATION_IP, SECOND_ADDRESS], uris['addresses'])
+        self.assertStreamsTo(MIGRATION_IP, uris, 'through a stock conductor')
+        self.assertEqual(0, uris['backports'])
 
 
 # The python of a virtualenv with another nova release and the plugin; the
@@ -274,7 +417,7 @@ class TestNovaUpgrade(PeersTestCase):
     def test_plugin_version_follows_the_installed_nova(self):
         for release, peers in self.releases.items():
             versions = self.versions[release]
-            self.assertEqual(versions['stock'] + '.1', versions['plugin'])
+            self.assertEqual(versions['stock'] + '.2', versions['plugin'])
             self.assertIsNone(
                 peers[('stock', False)].call('versions')['plugin'])
         self.assertNotEqual(self.versions['this']['nova'],
@@ -307,11 +450,8 @@ class TestNovaUpgrade(PeersTestCase):
                 case, uris = self.cross(direction, source, dest, conductor,
                                         option)
                 plane = source == dest == 'plugin' and option
-                address = MIGRATION_IP if plane else 'dest'
-                self.assertEqual('qemu+tcp://%s/system' % address,
-                                 uris['dconnuri'], case)
-                self.assertEqual('tcp://%s' % address if plane else None,
-                                 uris['migrate_uri'], case)
+                self.assertStreamsTo(MIGRATION_IP if plane else 'dest', uris,
+                                     case)
                 # The destination answers in the version the source sent.
                 self.assertEqual(
                     uris['sent_version'] + ('.1' if dest == 'plugin' and

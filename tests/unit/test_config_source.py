@@ -67,40 +67,53 @@ def networks(*cidrs):
     return [netaddr.IPNetwork(c) for c in cidrs]
 
 
-class TestChooseAddress(testtools.TestCase):
+# A host with a second migration network on eth2.
+TWO_NETWORKS = dict(TABLE, eth2=[
+    mn_fixtures.interface(4, '172.31.0.15', '255.255.255.0', '172.31.0.255')])
 
-    def test_first_network_holding_a_local_address_wins(self):
+
+class TestChooseAddresses(testtools.TestCase):
+
+    def test_first_network_holding_a_local_address_comes_first(self):
         self.assertEqual(
-            (netaddr.IPAddress('172.168.1.15'),
-             netaddr.IPNetwork('172.168.0.0/16'), 'eth1'),
-            config_source.choose_address(
+            [(netaddr.IPAddress('172.168.1.15'),
+              netaddr.IPNetwork('172.168.0.0/16'), 'eth1'),
+             (netaddr.IPAddress('fd00:30::15'),
+              netaddr.IPNetwork('fd00:30::/64'), 'eth1')],
+            config_source.choose_addresses(
                 networks('10.20.0.0/16', '172.168.0.0/16', 'fd00:30::/64'),
                 TABLE))
 
-    def test_ipv6_network_listed_first_gives_the_ipv6_address(self):
+    def test_addresses_follow_the_order_of_the_networks(self):
         self.assertEqual(
-            (netaddr.IPAddress('fd00:30::15'),
-             netaddr.IPNetwork('fd00:30::/64'), 'eth1'),
-            config_source.choose_address(
-                networks('fd00:30::/64', '172.168.0.0/16'), TABLE))
+            ['172.31.0.15', 'fd00:30::15', '172.168.1.15'],
+            [str(a) for a, _, _ in config_source.choose_addresses(
+                networks('172.31.0.0/24', 'fd00:30::/64', '172.168.0.0/16'),
+                TWO_NETWORKS)])
 
-    def test_first_local_address_in_the_network_wins(self):
+    def test_overlapping_networks_give_an_address_once(self):
+        self.assertEqual(
+            ['172.168.1.15'],
+            [str(a) for a, _, _ in config_source.choose_addresses(
+                networks('172.168.1.0/24', '172.168.0.0/16'), TABLE)])
+
+    def test_first_local_address_in_each_network_is_chosen(self):
         table = {
             'eth2': [mn_fixtures.interface(4, '172.168.7.7', '255.255.0.0')],
             'eth1': [mn_fixtures.interface(4, '172.168.1.20', '255.255.0.0'),
                      mn_fixtures.interface(4, '172.168.1.15', '255.255.0.0')],
         }
-        address, _, name = config_source.choose_address(
+        [(address, _, name)] = config_source.choose_addresses(
             networks('172.168.0.0/16'), table)
         self.assertEqual(('172.168.7.7', 'eth2'), (str(address), name))
 
     def test_no_local_address_in_any_network_chooses_nothing(self):
-        self.assertIsNone(config_source.choose_address(
+        self.assertEqual([], config_source.choose_addresses(
             networks('10.20.0.0/16', 'fd00:99::/64'), TABLE))
 
     def test_ipv4_network_never_matches_an_ipv6_address(self):
         table = {'eth1': [mn_fixtures.interface(6, '::ffff:172.168.1.15')]}
-        self.assertIsNone(config_source.choose_address(
+        self.assertEqual([], config_source.choose_addresses(
             networks('172.168.0.0/16'), table))
 
     def test_zone_index_of_a_link_local_address_is_dropped(self):
@@ -111,7 +124,7 @@ class TestChooseAddress(testtools.TestCase):
 
     def test_real_interface_table_has_loopback_in_127_0_0_0_8(self):
         # psutil's real table: every Linux host has 127.0.0.1 on lo.
-        address, network, _ = config_source.choose_address(
+        [(address, network, _)] = config_source.choose_addresses(
             networks('127.0.0.0/8'), config_source.psutil.net_if_addrs())
         self.assertEqual(('127.0.0.1', '127.0.0.0/8'),
                          (str(address), str(network)))
@@ -294,6 +307,23 @@ class TestNovaConf(test.NoDBTestCase):
         self.assertEqual('172.168.9.9', conf.my_live_migration_ip)
         self.assertEqual(path,
                          conf.get_location('my_live_migration_ip').detail)
+
+    def test_networks_advertise_their_first_addresses_in_order(self):
+        self.useFixture(mn_fixtures.InterfacesFixture(TWO_NETWORKS))
+        conf, _ = self.parse(
+            '10.20.0.0/16, 172.31.0.0/24, fd00:30::/64, 172.168.0.0/16')
+        self.assertEqual(['172.31.0.15', 'fd00:30::15', '172.168.1.15'],
+                         hooks.advertised_addresses(conf))
+        self.assertEqual('172.31.0.15', conf.my_live_migration_ip)
+
+    def test_unusable_later_address_is_not_advertised(self):
+        conf, _ = self.parse('172.168.0.0/16, fe80::/64')
+        self.assertEqual(['172.168.1.15'], hooks.advertised_addresses(conf))
+
+    def test_explicit_option_advertises_that_address_alone(self):
+        conf, _ = self.parse('172.168.0.0/16, fd00:30::/64',
+                             'my_live_migration_ip = 172.168.9.9')
+        self.assertEqual(['172.168.9.9'], hooks.advertised_addresses(conf))
 
     def test_explicit_value_wins_even_where_networks_match_nothing(self):
         conf, _ = self.parse('10.20.0.0/16',

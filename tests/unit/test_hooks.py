@@ -72,6 +72,14 @@ class TestPreLiveMigration(HookTestCase):
         self.assertIs(data, self.post(data))
         self.assertEqual('fd00:30::15', str(data.migration_ip))
 
+    def test_explicit_option_advertises_that_one_address(self):
+        self.flags(my_live_migration_ip='172.168.1.15')
+        data = self.post(self.stock_data())
+        self.assertEqual(['172.168.1.15'],
+                         [str(a) for a in
+                          objects.migration_addresses_of(data)])
+        self.assertNotIn('migration_addresses', data)
+
     def test_option_unset_returns_nova_object_untouched(self):
         stock = self.stock_data()
         before = stock.obj_to_primitive()

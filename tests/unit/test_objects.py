@@ -27,8 +27,8 @@ from tests import fixtures as mn_fixtures
 # The object's fingerprint on each stock nova it supports. A change of the
 # plugin's fields without a change of objects.PLUGIN_VERSION fails here.
 EXPECTED_FINGERPRINTS = {
-    '1.13': '1.13.1-075569863d655a20622f08558023e632',  # nova 32
-    '1.14': '1.14.1-250072a1e452af3d805c8a40dabb609c',  # nova 34
+    '1.13': '1.13.2-c5341730d59314ecd1c20cf4ec5bf778',  # nova 32
+    '1.14': '1.14.2-aef947ec66c810bc29968aa43a6ac72f',  # nova 34
 }
 
 
@@ -58,14 +58,65 @@ class TestObject(test.NoDBTestCase):
 
     def test_version_extends_the_installed_stock_version(self):
         stock = objects.StockLibvirtLiveMigrateData.VERSION
-        self.assertEqual(stock + '.1', objects.LibvirtLiveMigrateData.VERSION)
+        self.assertEqual(stock + '.2', objects.LibvirtLiveMigrateData.VERSION)
 
-    def test_fields_are_stock_plus_nullable_migration_ip(self):
+    def test_label_on_the_wire_is_the_one_every_plugin_reads(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15'])
+        primitive = self.serializer.serialize_entity(self.ctxt, data)
+        self.assertEqual(objects.StockLibvirtLiveMigrateData.VERSION + '.1',
+                         primitive['nova_object.version'])
+
+    def test_fields_are_stock_plus_nullable_addresses(self):
         fields = dict(objects.LibvirtLiveMigrateData.fields)
-        migration_ip = fields.pop('migration_ip')
-        self.assertTrue(migration_ip.nullable)
+        self.assertTrue(fields.pop('migration_ip').nullable)
+        self.assertTrue(fields.pop('migration_addresses').nullable)
         self.assertEqual(set(objects.StockLibvirtLiveMigrateData.fields),
                          set(fields))
+
+    def test_one_address_is_advertised_as_plugin_version_1_did(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
+                                                         ['172.168.1.15'])
+        primitive = data.obj_to_primitive()
+        self.assertNotIn('migration_addresses', primitive['nova_object.data'])
+        self.assertNotIn('migration_addresses',
+                         primitive['nova_object.changes'])
+        self.assertEqual(['172.168.1.15'],
+                         [str(a) for a in
+                          objects.migration_addresses_of(data)])
+
+    def test_addresses_keep_their_order_and_the_first_is_migration_ip(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['fd00:30::15', '172.31.0.15', '172.168.1.15'])
+        primitive = data.obj_to_primitive()['nova_object.data']
+        self.assertEqual('fd00:30::15', primitive['migration_ip'])
+        self.assertEqual(['fd00:30::15', '172.31.0.15', '172.168.1.15'],
+                         primitive['migration_addresses'])
+        read = self.serializer.deserialize_entity(
+            self.ctxt, self.serializer.serialize_entity(self.ctxt, data))
+        self.assertEqual(['fd00:30::15', '172.31.0.15', '172.168.1.15'],
+                         [str(a) for a in
+                          objects.migration_addresses_of(read)])
+
+    def test_list_not_starting_with_migration_ip_gives_migration_ip_only(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15'])
+        data.migration_ip = '172.31.0.15'
+        self.assertEqual(['172.31.0.15'],
+                         [str(a) for a in
+                          objects.migration_addresses_of(data)])
+
+    def test_address_list_refuses_bad_lists_from_a_peer(self):
+        primitive = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15']).obj_to_primitive()
+        for value in ('172.168.1.15', [], ['172.168.1.15', 'dest'],
+                      ['172.168.1.15', '172.168.1.15'],
+                      ['172.168.1.15'] + ['172.31.0.%d' % i
+                                          for i in range(1, 9)]):
+            bad = copy.deepcopy(primitive)
+            bad['nova_object.data']['migration_addresses'] = value
+            self.assertRaises(ValueError, self.serializer.deserialize_entity,
+                              self.ctxt, bad)
 
     def test_fingerprint(self):
         checker = ovo_fixture.ObjectVersionChecker(
@@ -114,36 +165,39 @@ class TestObject(test.NoDBTestCase):
         return data.obj_to_primitive(target_version=target,
                                      version_manifest=manifest)
 
-    def test_backport_to_stock_drops_migration_ip(self):
-        data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
-                                                         '172.168.1.15')
+    def test_backport_to_stock_drops_the_plugin_fields(self):
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15'])
         stock_version = objects.StockLibvirtLiveMigrateData.VERSION
         primitive = self._backport(data, stock_version)
         self.assertEqual(stock_version, primitive['nova_object.version'])
-        self.assertNotIn('migration_ip', primitive['nova_object.data'])
-        self.assertNotIn('migration_ip', primitive['nova_object.changes'])
+        for name in ('migration_ip', 'migration_addresses'):
+            self.assertNotIn(name, primitive['nova_object.data'])
+            self.assertNotIn(name, primitive['nova_object.changes'])
         self.assertEqual(stock_data().obj_to_primitive(), primitive)
 
+    def test_backport_to_the_version_1_label_keeps_both_fields(self):
+        # Plugin version 1 reads migration_ip and ignores the list.
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15'])
+        label = objects.StockLibvirtLiveMigrateData.VERSION + '.1'
+        primitive = self._backport(data, label)['nova_object.data']
+        self.assertEqual('172.168.1.15', primitive['migration_ip'])
+        self.assertEqual(['172.168.1.15', '172.31.0.15'],
+                         primitive['migration_addresses'])
+
     def test_backport_to_older_stock_matches_stock_backport(self):
-        data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
-                                                         '172.168.1.15')
+        data = objects.LibvirtLiveMigrateData.from_stock(
+            stock_data(), ['172.168.1.15', '172.31.0.15'])
         self.assertEqual(self._backport(stock_data(), '1.10'),
                          self._backport(data, '1.10'))
-
-    def test_own_version_keeps_migration_ip(self):
-        data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
-                                                         'fd00:30::15')
-        primitive = data.obj_to_primitive(
-            target_version=objects.LibvirtLiveMigrateData.VERSION)
-        self.assertEqual('fd00:30::15',
-                         primitive['nova_object.data']['migration_ip'])
 
     def test_registry_reads_plugin_version_as_plugin_class(self):
         data = objects.LibvirtLiveMigrateData.from_stock(stock_data(),
                                                          '172.168.1.15')
         read = self.serializer.deserialize_entity(
             self.ctxt, self.serializer.serialize_entity(self.ctxt, data))
-        self.assertIs(objects.LibvirtLiveMigrateData, type(read))
+        self.assertIsInstance(read, objects.LibvirtLiveMigrateData)
         self.assertEqual('172.168.1.15', str(read.migration_ip))
         self.assertEqual(data.obj_what_changed(), read.obj_what_changed())
 
@@ -256,7 +310,8 @@ class TestRegistration(test.NoDBTestCase):
         self.assertEqual([objects.LibvirtLiveMigrateData] + objects.ALIASES,
                          classes[stock + 1:stock + 2 + len(objects.ALIASES)])
         major, minor = objects.StockLibvirtLiveMigrateData.VERSION.split('.')
-        self.assertEqual(['%s.%d.1' % (major, older)
+        self.assertEqual(['%s.%s.2' % (major, minor)] +
+                         ['%s.%d.1' % (major, older)
                           for older in range(int(minor), -1, -1)],
                          [cls.VERSION for cls in classes[stock + 1:]])
         objects.unregister()
