@@ -170,7 +170,8 @@ class CloudTestCase(unittest.TestCase):
             self.assertNotIn(bad, output, node.output)
         if not node.spec.plugin:
             return
-        before = log.split('Live migration', 1)[0]
+        # The first migration's line: 'Live migration to <host> ...'.
+        before = log.split('Live migration to ', 1)[0]
         self.assertIn('nova-migration-net is active', before)
         if node.spec.migration_ip:
             self.assertIn(
