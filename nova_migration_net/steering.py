@@ -215,11 +215,11 @@ class RecordingGuest(libvirt_guest.Guest):
         self._transport = records.Transport.of(
             dconnuri, kwargs.get('flags', 0), kwargs.get('parallel', 0),
             self._tls_name(dconnuri, domain), _libvirt())
-        guest = self if domain is None else libvirt_guest.Guest(domain)
+        # nova's own Guest.migrate, looked up as nova's call would.
+        guest = super() if domain is None else libvirt_guest.Guest(domain)
         attempts = attempts_of(self._migrate_data)
         try:
-            libvirt_guest.Guest.migrate(guest, dconnuri,
-                                        migrate_uri=migrate_uri, **kwargs)
+            guest.migrate(dconnuri, migrate_uri=migrate_uri, **kwargs)
         except Exception as exc:
             attempts.append(Attempt(str(address), str(exc)))
             raise
