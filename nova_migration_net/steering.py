@@ -34,6 +34,7 @@ plane or not, once libvirt returned or raised (:mod:`records`).
 
 import collections
 import socket
+import time
 import urllib.parse
 
 from nova.virt.libvirt import guest as libvirt_guest
@@ -287,7 +288,17 @@ class PlaneGuest(RecordingGuest):
             last = number == count - 1 and not fallback
             port = libvirt_port(self._driver._live_migration_uri(
                 str(address)))
-            silent = None if last or port is None else probe(address, port)
+            silent = None
+            if not last and port is not None:
+                start = time.monotonic()
+                silent = probe(address, port)
+                # What the probe costs a migration whose address works.
+                LOG.debug('Probed %(address)s on port %(port)d in %(ms).2f '
+                          'ms: %(result)s.',
+                          {'address': address, 'port': port,
+                           'ms': 1000 * (time.monotonic() - start),
+                           'result': silent or 'it answered'},
+                          instance=self._instance)
             if silent is not None:
                 attempts.append(Attempt(str(address), silent))
                 self._warn_next(address, number, silent)
