@@ -71,9 +71,14 @@ PROBE_TIMEOUT = 1.5
 _LIBVIRT_PORTS = {'': 16514, 'tls': 16514, 'tcp': 16509, 'ssh': 22,
                   'libssh': 22, 'libssh2': 22}
 
-# How the probe connects; a fake in the functional tests, whose addresses
-# must never be connected to.
-_connect = socket.create_connection
+
+def _connect(address, timeout):
+    """How the probe connects; a fake in the functional tests, whose
+    addresses must never be connected to. Looked up at each call: green
+    once eventlet patched ``socket``, whenever this module was imported.
+    """
+    return socket.create_connection(address, timeout=timeout)
+
 
 # The outcome of the attempt that carried the migration.
 USED = 'used'
