@@ -144,10 +144,9 @@ class InitHost:
         carry_cold_migrations(address)
 
 
-# Where a value someone chose comes from: the operator, or code that
-# overrides it.
+# Where a value the operator chose comes from.
 _OPERATOR = (cfg.Locations.user, cfg.Locations.command_line,
-             cfg.Locations.environment, cfg.Locations.set_override)
+             cfg.Locations.environment)
 
 
 def inbound_addr_is_nova_default(conf=CONF):

@@ -69,7 +69,11 @@ class TestColdMigration(ColdMigrationCloud):
                                 'to this host copy their disks to %s' % IPV4)
 
     def test_an_inbound_addr_the_operator_set_wins(self):
-        self.flags(migration_inbound_addr='192.0.2.9', group='libvirt')
+        # Where an operator sets it: oslo.config's environment source (a
+        # file would be the same to the plugin: a location of the
+        # operator's).
+        self.useFixture(fixtures.EnvironmentVariable(
+            'OS_LIBVIRT__MIGRATION_INBOUND_ADDR', '192.0.2.9'))
         self.start_computes(dest_migration_ip=IPV4)
         migration = self.cold_migrate()
         self.assertEqual('192.0.2.9', migration['dest_host'])
