@@ -298,10 +298,13 @@ class LiveMigration:
 
     def error(self, call, exc):
         migrate_data = call.arguments['migrate_data']
-        attempts = steering.attempts_of(migrate_data)
+        # None when nova raised before the migration (an invalid hostname).
         plan = getattr(migrate_data, _PLAN, None)
-        if not attempts or plan is None or plan.mode not in (
+        if plan is None or plan.mode not in (
                 steering.PLANE_CONNECT_ADDR, steering.PLANE_TLS_DESTINATION):
+            return False
+        attempts = steering.attempts_of(migrate_data)
+        if not attempts:
             return False
         libvirt = steering._libvirt()
         if libvirt is None or not isinstance(exc, libvirt.libvirtError):

@@ -413,6 +413,17 @@ class TestLiveMigrationError(test.NoDBTestCase):
         stock.migration = nova_objects.Migration(status='failed')
         self.assertFalse(self.error(stock))
 
+    def test_failure_before_any_migration_data_keeps_nova_error(self):
+        # nova raises InvalidHostname before it builds migrate_data: the
+        # hook neither runs into None nor hides nova's own error.
+        original = libvirt_driver.LibvirtDriver.live_migration.__wrapped__
+        call = inspect.signature(original).bind(
+            None, self.ctxt, self.instance, 'foo/?com=/bin/sh', None, None)
+        call.apply_defaults()
+        self.assertIsNone(call.arguments['migrate_data'])
+        self.assertFalse(hooks.LiveMigration().error(
+            call, exception.InvalidHostname(hostname='foo/?com=/bin/sh')))
+
     def test_failure_that_is_not_libvirts_keeps_nova_handling(self):
         self.assertFalse(self.error(self.data(), exc=RuntimeError('bug')))
 
