@@ -421,7 +421,7 @@ class LiveMigrationOperation:
     def pre(self, call):
         migrate_data = call.arguments['migrate_data']
         plan = getattr(migrate_data, _PLAN, None)
-        if plan is None:
+        if plan is None or call.arguments['guest'] is None:
             return
         args = (call.arguments['guest'], call.arguments['context'],
                 call.arguments['instance'], call.arguments['dest'],
