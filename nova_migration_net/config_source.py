@@ -164,6 +164,35 @@ Related options:
 
 * ``[DEFAULT] my_live_migration_ip``: the per-host address; set, it wins.
 * ``[DEFAULT] config_source``: must name this group.
+* ``fallback_to_management``: what a source does when none of the
+  addresses can be used.
+"""),
+    cfg.BoolOpt('fallback_to_management',
+                default=False,
+                help="""
+Migrate over the management network when no migration address works.
+
+A source host reads this option. When the destination advertises migration
+addresses and the source can use none of them (each gave no answer within
+1.5 s on the port libvirt connects to, or libvirt could not connect to it:
+nothing of the instance was sent), the source by default fails the migration
+and nova rolls it back: the instance keeps running on the source, and one
+ERROR line lists each address and why it failed. With this option set, the
+source then migrates to the destination's hostname (or its ``[libvirt]
+live_migration_inbound_addr``) as stock nova would, logs a WARNING, and the
+instance action event and notification say it fell back and why.
+
+What it costs: that migration streams over the management network, the
+traffic this plugin exists to keep off it; a wave of migrations during a
+migration network outage then loads RPC and API traffic as stock nova does.
+With ``[libvirt] live_migration_with_native_tls`` unset the stream is as
+unencrypted there as on the migration network. A migration that failed
+after memory was sent is never retried, with or without this option.
+
+Related options:
+
+* ``migration_networks``, ``[DEFAULT] my_live_migration_ip``: the addresses
+  destinations advertise.
 """),
 ]
 
@@ -316,6 +345,17 @@ def addresses_from_networks(conf):
     if source is None or source._conf is not conf:
         return []
     return list(source._advertised)
+
+
+def option(conf, name, default):
+    """Option ``name`` of the group ``conf``'s plugin source was opened for.
+
+    ``default`` when no source of the plugin was opened on ``conf``.
+    """
+    source = _OPENED.get(id(conf))
+    if source is None or source._conf is not conf:
+        return default
+    return conf[source._group][name]
 
 
 def local_addresses(table):

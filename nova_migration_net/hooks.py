@@ -26,9 +26,10 @@ The hooks keep no state: everything a migration needs travels in its own
 ``LibvirtLiveMigrateData``.
 """
 
+import collections
+
 import netaddr
 from nova import exception
-from nova.virt.libvirt import guest as libvirt_guest
 from nova.virt.libvirt import utils as libvirt_utils
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -40,21 +41,10 @@ from nova_migration_net import config_source
 from nova_migration_net import failures
 from nova_migration_net import objects
 from nova_migration_net import records
+from nova_migration_net import steering
 
 LOG = logging.getLogger(__name__)
 CONF = cfg.CONF
-
-# libvirt's VIR_MIGRATE_PARAM_TLS_DESTINATION, new in libvirt 6.0.0: the
-# host name QEMU verifies the destination's certificate against, whatever
-# address the migration stream goes to.
-TLS_DESTINATION = 'tls.destination'
-MIN_LIBVIRT_TLS_DESTINATION = (6, 0, 0)
-
-# How the source steers a migration to the destination's migration IP; see
-# plane_mode().
-PLANE_CONNECT_ADDR = 'connect-addr'
-PLANE_TLS_DESTINATION = 'tls-destination'
-PLANE_STOCK_TLS = 'stock-tls'
 
 
 def configured_migration_ip(conf=CONF):
@@ -172,19 +162,21 @@ class PreLiveMigration:
 
 
 class LiveMigration:
-    """Source: stream to the migration IP the destination advertised.
+    """Source: stream to the migration addresses the destination advertised.
 
-    Without ``[libvirt] live_migration_with_native_tls`` the address goes
-    into ``target_connect_addr``, which nova's own
-    ``_live_migration_operation`` turns into ``qemu+SCHEME://ADDR/system``
-    and ``tcp://ADDR`` (IPv6 bracketed; no ``migrate_uri`` when tunnelled).
-    With native TLS the libvirt connection stays on the destination's
-    hostname and :class:`LiveMigrationOperation` sends the data to the
-    address (see :func:`plane_mode`).
+    Decides the plane and logs it; :class:`LiveMigrationOperation` then
+    hands nova a guest that carries it out and records it
+    (:mod:`nova_migration_net.steering`). Without ``[libvirt]
+    live_migration_with_native_tls`` the first address goes into
+    ``target_connect_addr``, which nova's own ``_live_migration_operation``
+    turns into ``qemu+SCHEME://ADDR/system`` and ``tcp://ADDR`` (IPv6
+    bracketed; no ``migrate_uri`` when tunnelled). With native TLS the
+    libvirt connection stays on the destination's hostname and only the
+    data goes to the address (see :func:`steering.plane_mode`).
 
-    When libvirt cannot connect to the migration IP at all, nova's monitor
-    has already rolled the migration back (the guest runs here, whole, and
-    the migration record is ``failed``), but ``LibvirtDriver._live_migration``
+    When libvirt could not connect to any address, nova's monitor has
+    already rolled the migration back (the guest runs here, whole, and the
+    migration record is ``failed``), but ``LibvirtDriver._live_migration``
     re-raises libvirt's error and the compute manager would then put the
     instance into ERROR. :meth:`error` ends the call there instead, leaving
     nova's rollback as the outcome. Every other failure keeps nova's own
@@ -199,16 +191,19 @@ class LiveMigration:
         instance = call.arguments['instance']
         dest = call.arguments['dest']
         address = objects.migration_ip_of(migrate_data)
-        mode = plane_mode(call.arguments['self'], address)
+        mode = steering.plane_mode(call.arguments['self'], address)
+        stock_target = None
+        if (migrate_data is not None and
+                'target_connect_addr' in migrate_data):
+            stock_target = migrate_data.target_connect_addr
         plane, reason = records.PLANE_MIGRATION, None
-        if mode == PLANE_TLS_DESTINATION:
+        if mode == steering.PLANE_TLS_DESTINATION:
             # The connection stays on the hostname, so the certificate
             # libvirt and QEMU verify is the one the hostname has;
             # LiveMigrationOperation sends the data to the migration IP.
             # The migration IP wins over live_migration_inbound_addr here
             # as it does without native TLS.
-            if ('target_connect_addr' in migrate_data and
-                    migrate_data.target_connect_addr is not None):
+            if stock_target is not None:
                 migrate_data.target_connect_addr = None
             LOG.info('Live migration to %(dest)s streams over the migration '
                      'plane to %(address)s, the destination\'s '
@@ -218,7 +213,7 @@ class LiveMigration:
                      'tls.destination %(dest)s).%(others)s',
                      {'dest': dest, 'address': address,
                       'others': _others(migrate_data)}, instance=instance)
-        elif mode == PLANE_STOCK_TLS:
+        elif mode == steering.PLANE_STOCK_TLS:
             plane, reason = records.PLANE_MANAGEMENT, records.REASON_STOCK_TLS
             LOG.warning('Live migration to %(dest)s streams to its hostname '
                         'as stock nova does, not to %(address)s, the '
@@ -229,24 +224,22 @@ class LiveMigration:
                         'host (tls.destination); it has %(found)s.',
                         {'dest': dest, 'address': address,
                          'needed': libvirt_utils.version_to_string(
-                             MIN_LIBVIRT_TLS_DESTINATION),
+                             steering.MIN_LIBVIRT_TLS_DESTINATION),
                          'found': versionutils.convert_version_to_str(
                              call.arguments['self']._host.get_connection()
                              .getLibVersion())},
                         instance=instance)
-        elif mode == PLANE_CONNECT_ADDR:
+        elif mode == steering.PLANE_CONNECT_ADDR:
             migrate_data.target_connect_addr = str(address)
             LOG.info('Live migration to %(dest)s streams over the migration '
                      'plane to %(address)s, the destination\'s '
                      'my_live_migration_ip.%(others)s',
                      {'dest': dest, 'address': address,
                       'others': _others(migrate_data)}, instance=instance)
-        elif (migrate_data is not None and
-                'target_connect_addr' in migrate_data and
-                migrate_data.target_connect_addr is not None):
+        elif stock_target is not None:
             plane, reason = (records.PLANE_INBOUND_ADDR,
                              records.REASON_NOT_ADVERTISED)
-            address = migrate_data.target_connect_addr
+            address = stock_target
             LOG.info('Live migration to %(dest)s streams to %(address)s, the '
                      'destination\'s [libvirt] live_migration_inbound_addr; '
                      'it advertised no my_live_migration_ip.',
@@ -259,42 +252,44 @@ class LiveMigration:
                      'my_live_migration_ip (unset there, or '
                      'nova-migration-net not installed there).',
                      {'dest': dest}, instance=instance)
-        records.source(call.arguments['context'], instance, dest,
-                       migrate_data, plane,
-                       dest if plane == records.PLANE_MANAGEMENT
-                       else str(address), reason)
+        if migrate_data is not None:
+            setattr(migrate_data, _PLAN, Plan(
+                mode, plane, dest if plane == records.PLANE_MANAGEMENT
+                else str(address), reason, stock_target))
 
     def error(self, call, exc):
         migrate_data = call.arguments['migrate_data']
-        mode = plane_mode(call.arguments['self'],
-                          objects.migration_ip_of(migrate_data))
-        if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
+        attempts = steering.attempts_of(migrate_data)
+        plan = getattr(migrate_data, _PLAN, None)
+        if not attempts or plan is None or plan.mode not in (
+                steering.PLANE_CONNECT_ADDR, steering.PLANE_TLS_DESTINATION):
             return False
-        # The address the last attempt went to: the error is about it.
-        failed = attempts_of(migrate_data)
-        address = (failed[-1][0] if failed
-                   else objects.migration_ip_of(migrate_data))
-        records.failure(call.arguments['context'], call.arguments['instance'],
-                        call.arguments['dest'], migrate_data, str(address),
-                        exc)
-        libvirt = _libvirt()
+        libvirt = steering._libvirt()
         if libvirt is None or not isinstance(exc, libvirt.libvirtError):
             return False
+        # The last attempt is the one the error is about.
+        address = attempts[-1].address
+        fell_back = steering.fell_back(migrate_data)
         kind = failures.classify(
             exc, address, libvirt,
-            connection_to_address=mode == PLANE_CONNECT_ADDR)
+            connection_to_address=(fell_back or
+                                   plan.mode == steering.PLANE_CONNECT_ADDR))
         if kind is None:
             return False
         dest, instance = call.arguments['dest'], call.arguments['instance']
         values = {'dest': dest, 'address': address, 'error': exc,
                   'check': _CHECK % {'dest': dest, 'address': address}}
-        values['which'] = 'the destination\'s my_live_migration_ip'
-        if kind == failures.CONNECT and len(failed) > 1:
+        values['which'] = ('the destination\'s hostname, after its migration '
+                           'addresses' if fell_back else
+                           'the destination\'s my_live_migration_ip')
+        if kind == failures.CONNECT and len(attempts) > 1:
             # One line for the whole migration: every address, and why.
-            values['address'] = ', '.join(str(a) for a, _ in failed)
+            tried = [a.address for a in attempts]
+            values['address'] = ', '.join(tried)
             values['which'] = ('each of the destination\'s migration '
-                               'addresses, in turn')
-            values['error'] = '; '.join('%s: %s' % (a, e) for a, e in failed)
+                               'addresses, in turn' +
+                               (', then its hostname' if fell_back else ''))
+            values['error'] = records.attempts_text(attempts)
             values['check'] = _CHECK % {'dest': dest,
                                         'address': values['address']}
         if kind == failures.TRANSPORT:
@@ -327,6 +322,12 @@ class LiveMigration:
         return True
 
 
+# What LiveMigration decided, for LiveMigrationOperation and the error: an
+# attribute of the migration's own data, never serialized (not a field).
+_PLAN = '_migration_net_plan'
+Plan = collections.namedtuple('Plan',
+                              'mode plane address reason stock_target')
+
 _CHECK = ('Check that %(address)s is assigned to an interface of %(dest)s, '
           'that this host can reach it (routes, firewall), and that '
           'libvirtd and the QEMU migration ports on %(dest)s accept '
@@ -348,175 +349,47 @@ def _rolled_back_untouched(migration):
                 migration.memory_processed)
 
 
-def plane_mode(driver, address):
-    """How the source ``driver`` migrates to the migration IP ``address``.
-
-    - None: no migration IP; nova as stock.
-    - :data:`PLANE_CONNECT_ADDR`: no native TLS. The address goes into
-      ``target_connect_addr``: libvirt connection and data to the address.
-    - :data:`PLANE_TLS_DESTINATION`: native TLS, and libvirt has
-      ``tls.destination``. The libvirt connection stays on the hostname,
-      only ``migrate_uri`` (QEMU's stream, and the NBD disk copy that
-      follows its host) goes to the address, and ``tls.destination`` makes
-      QEMU verify the hostname. Certificates need not carry the address.
-    - :data:`PLANE_STOCK_TLS`: native TLS, but this host's libvirt is too
-      old for ``tls.destination``; the migration runs as stock nova.
-
-    Depends on this host's configuration and libvirt only, so the hooks of
-    one migration, asking in turn, get the same answer.
-    """
-    if address is None:
-        return None
-    if not CONF.libvirt.live_migration_with_native_tls:
-        return PLANE_CONNECT_ADDR
-    if driver._host.has_min_version(lv_ver=MIN_LIBVIRT_TLS_DESTINATION):
-        return PLANE_TLS_DESTINATION
-    return PLANE_STOCK_TLS
-
-
-class _TLSDestinationDomain:
-    """A libvirt domain whose ``migrateToURI3`` adds ``tls.destination``.
-
-    Everything else is the wrapped domain's.
-    """
-
-    def __init__(self, domain, tls_destination):
-        self._domain = domain
-        self._tls_destination = tls_destination
-
-    def __getattr__(self, name):
-        if name == '_domain':
-            # Not set yet: a copy or an unpickled object under construction.
-            raise AttributeError(name)
-        return getattr(self._domain, name)
-
-    def migrateToURI3(self, dconnuri, params, flags):
-        params = dict(params)
-        params[TLS_DESTINATION] = self._tls_destination
-        return self._domain.migrateToURI3(dconnuri, params=params,
-                                          flags=flags)
-
-
-class _PlaneGuest(libvirt_guest.Guest):
-    """The migrating guest as ``_live_migration_operation`` gets it.
-
-    nova's own ``Guest``, on the same domain, whose ``migrate`` tries the
-    destination's migration addresses in order: it moves to the next one
-    only when libvirt could not connect to one at all (a
-    :data:`failures.CONNECT` error: libvirt makes its connections before
-    the migration job starts, so nothing of the instance was sent). nova
-    still builds every other parameter and the flags; the URIs of each
-    attempt are built by nova's own ``_live_migration_uri`` and
-    ``_migrate_uri``. Every attempt's address and error is kept on the
-    migration data for :meth:`LiveMigration.error`.
-    """
-
-    def __init__(self, guest, driver, dest, migrate_data, mode):
-        domain = guest._domain
-        if mode == PLANE_TLS_DESTINATION:
-            domain = _TLSDestinationDomain(domain, dest)
-        super().__init__(domain)
-        self._driver = driver
-        self._dest = dest
-        self._migrate_data = migrate_data
-        self._mode = mode
-
-    def _uris(self, address, destination, migrate_uri):
-        """libvirt's connection URI and ``migrate_uri`` to ``address``."""
-        if self._mode == PLANE_TLS_DESTINATION:
-            # The connection stays on the hostname; only the data moves.
-            return destination, self._driver._migrate_uri(str(address))
-        return (self._driver._live_migration_uri(str(address)),
-                # None when tunnelled: the data follows the connection.
-                None if migrate_uri is None
-                else self._driver._migrate_uri(str(address)))
-
-    def migrate(self, destination, migrate_uri=None, **kwargs):
-        libvirt = _libvirt()
-        addresses = objects.migration_addresses_of(self._migrate_data)
-        failed = attempts_of(self._migrate_data)
-        for number, address in enumerate(addresses):
-            dconnuri, uri = self._uris(address, destination, migrate_uri)
-            try:
-                result = super().migrate(dconnuri, migrate_uri=uri, **kwargs)
-            except libvirt.libvirtError as exc:
-                failed.append((address, exc))
-                last = number == len(addresses) - 1
-                if last or failures.classify(
-                        exc, address, libvirt,
-                        connection_to_address=self._mode ==
-                        PLANE_CONNECT_ADDR) != failures.CONNECT:
-                    raise
-                LOG.warning('Live migration to %(dest)s: libvirt could not '
-                            'connect to %(address)s, the destination\'s '
-                            'migration address %(number)d of %(count)d '
-                            '(%(error)s); nothing was sent, trying '
-                            '%(next)s.',
-                            {'dest': self._dest, 'address': address,
-                             'number': number + 1, 'count': len(addresses),
-                             'error': exc, 'next': addresses[number + 1]})
-                continue
-            if number and self._mode == PLANE_CONNECT_ADDR:
-                self._migrate_data.target_connect_addr = str(address)
-            return result
-
-
-# Where a migration's failed attempts are kept: an attribute of its own
-# LibvirtLiveMigrateData, never serialized (not a field).
-_ATTEMPTS = '_migration_net_failed_attempts'
-
-
-def attempts_of(migrate_data):
-    """``[(address, libvirtError)]`` of the migration's failed attempts."""
-    failed = getattr(migrate_data, _ATTEMPTS, None)
-    if failed is None:
-        failed = []
-        setattr(migrate_data, _ATTEMPTS, failed)
-    return failed
-
-
 def _others(migrate_data):
     """The log's words for the addresses after the first, if any."""
     later = objects.migration_addresses_of(migrate_data)[1:]
-    if not later:
-        return ''
-    return (' If libvirt cannot connect to it, the next addresses are '
-            'tried in order: %s.' % ', '.join(str(a) for a in later))
+    words = ''
+    if later:
+        words = (' If it cannot be reached, the next addresses are tried '
+                 'in order: %s.' % ', '.join(str(a) for a in later))
+    if steering.fallback_allowed():
+        words += (' If no migration address can be used, the stream falls '
+                  'back to the management network (fallback_to_management).')
+    return words
 
 
 class LiveMigrationOperation:
-    """Source: the data to the migration addresses, in order.
+    """Source: nova's guest, given a migration to carry out and record.
 
-    Only when the destination advertised a migration address and this host
-    streams to it (:data:`PLANE_CONNECT_ADDR` or
-    :data:`PLANE_TLS_DESTINATION`); otherwise nova runs unchanged. With
+    When the destination advertised migration addresses and this host
+    streams to them (:data:`steering.PLANE_CONNECT_ADDR` or
+    :data:`steering.PLANE_TLS_DESTINATION`), a
+    :class:`steering.PlaneGuest` tries them in turn; otherwise a
+    :class:`steering.RecordingGuest` migrates exactly as nova asked. With
     native TLS nova connects libvirt to the destination's hostname
-    (``dest``) as stock; the guest nova migrates is given ``migrate_uri`` =
+    (``dest``) as stock; the guest sends ``migrate_uri`` =
     ``tcp://<migration IP>`` (built by nova's own ``_migrate_uri``, IPv6
     bracketed) and ``tls.destination`` = ``dest``.
     """
 
     def pre(self, call):
-        driver = call.arguments['self']
         migrate_data = call.arguments['migrate_data']
-        addresses = objects.migration_addresses_of(migrate_data)
-        mode = plane_mode(driver, addresses[0] if addresses else None)
-        if mode == PLANE_CONNECT_ADDR and len(addresses) < 2:
+        plan = getattr(migrate_data, _PLAN, None)
+        if plan is None:
             return
-        if mode not in (PLANE_CONNECT_ADDR, PLANE_TLS_DESTINATION):
-            return
-        LOG.debug('Migrating to %(addresses)s in turn%(tls)s.',
-                  {'addresses': ', '.join(str(a) for a in addresses),
-                   'tls': ', with %s %s' % (TLS_DESTINATION,
-                                            call.arguments['dest'])
-                   if mode == PLANE_TLS_DESTINATION else ''},
-                  instance=call.arguments['instance'])
-        call.arguments['guest'] = _PlaneGuest(
-            call.arguments['guest'], driver, call.arguments['dest'],
-            migrate_data, mode)
-
-
-def _libvirt():
-    """The driver module's libvirt: the real one, or nova's fake in tests."""
-    from nova.virt.libvirt import driver as libvirt_driver
-    return libvirt_driver.libvirt
+        args = (call.arguments['guest'], call.arguments['context'],
+                call.arguments['instance'], call.arguments['dest'],
+                migrate_data)
+        if plan.mode in (steering.PLANE_CONNECT_ADDR,
+                         steering.PLANE_TLS_DESTINATION):
+            call.arguments['guest'] = steering.PlaneGuest(
+                *args, driver=call.arguments['self'], mode=plan.mode,
+                addresses=objects.migration_addresses_of(migrate_data),
+                stock_target=plan.stock_target)
+        else:
+            call.arguments['guest'] = steering.RecordingGuest(
+                *args, plan=(plan.plane, plan.address, plan.reason))

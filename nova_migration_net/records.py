@@ -17,11 +17,12 @@ Two records, both through nova's own interfaces and stock services:
 - an instance action event on the ``live-migration`` action: the source's
   :data:`SOURCE_EVENT`, and a destination running the plugin with the
   option unset adds :data:`DESTINATION_EVENT`. Its ``details`` (API
-  microversion 2.84, admin by default) say the plane, the address and why;
-  a failed migration over the plane turns the source's event into an
-  ``Error`` whose details name the address. The event is written by the
-  conductor (a remotable ``InstanceActionEvent.create`` or
-  ``event_finish_with_failure``, which a stock nova 34 conductor runs);
+  microversion 2.84, admin by default) say the plane, the address and why,
+  the transport and whether it encrypted the memory stream, and every
+  attempt when there was more than one. The source writes its event once
+  libvirt's migration call returned or raised, an ``Error`` when it
+  raised. The event is written by the conductor (a remotable
+  ``InstanceActionEvent.create``, which a stock nova 34 conductor runs);
 - a versioned notification, :class:`MigrationPlaneNotification`, event type
   ``migration_net.live_migration`` (INFO) or
   ``migration_net.live_migration.error`` (ERROR), with a
@@ -38,9 +39,11 @@ the migration goes on. It costs one conductor call and one notification
 per record, as nova's own events and notifications of a migration do.
 """
 
+import collections
 import functools
 import time
 import traceback
+import urllib.parse
 
 from nova.notifications.objects import base as notification_base
 from nova.objects import base as nova_base
@@ -66,6 +69,7 @@ PLANE_INBOUND_ADDR = 'inbound_addr'
 REASON_NOT_ADVERTISED = 'not_advertised'
 REASON_OPTION_UNSET = 'option_unset'
 REASON_STOCK_TLS = 'stock_tls'
+REASON_FALLBACK = 'fallback'
 
 _WHY = {
     REASON_NOT_ADVERTISED: 'the destination advertised no '
@@ -74,6 +78,8 @@ _WHY = {
     REASON_OPTION_UNSET: 'my_live_migration_ip is unset on this host',
     REASON_STOCK_TLS: "native TLS and this host's libvirt has no "
                       'tls.destination',
+    REASON_FALLBACK: 'no migration address of the destination could be '
+                     'used, and fallback_to_management is set on this host',
 }
 _WHERE = {
     PLANE_MIGRATION: "the destination's my_live_migration_ip",
@@ -90,7 +96,8 @@ class PlaneField(fields.BaseEnumField):
 class ReasonField(fields.BaseEnumField):
     AUTO_TYPE = fields.Enum(valid_values=(REASON_NOT_ADVERTISED,
                                           REASON_OPTION_UNSET,
-                                          REASON_STOCK_TLS))
+                                          REASON_STOCK_TLS,
+                                          REASON_FALLBACK))
 
 
 class ActionField(fields.BaseEnumField):
@@ -132,11 +139,17 @@ class MigrationPlanePayload(notification_base.NotificationPayloadBase):
 
     ``address`` is where the stream went (an IP, or the destination's
     hostname); ``reason`` is None on the migration plane; ``error`` is set
-    in ``migration_net.live_migration.error`` only.
+    in ``migration_net.live_migration.error`` only. The source's payload
+    also lists its ``attempts`` (``"<address>: <outcome>"``, in order, the
+    last one ``used`` when it carried the migration) and the ``transport``
+    libvirt was asked for (:class:`Transport`): ``encrypted`` tells whether
+    the memory stream was, ``tls_name`` the name TLS verified.
     """
 
     # Version 1.0: Initial version
-    VERSION = '1.0'
+    # Version 1.1: Added attempts, transport, encrypted and tls_name; reason
+    #              fallback
+    VERSION = '1.1'
 
     fields = {
         'instance_uuid': fields.UUIDField(),
@@ -149,6 +162,10 @@ class MigrationPlanePayload(notification_base.NotificationPayloadBase):
         'address': fields.StringField(nullable=True),
         'reason': ReasonField(nullable=True),
         'error': fields.StringField(nullable=True),
+        'attempts': fields.ListOfStringsField(nullable=True),
+        'transport': fields.StringField(nullable=True),
+        'encrypted': fields.BooleanField(nullable=True),
+        'tls_name': fields.StringField(nullable=True),
     }
 
     def __init__(self, **kwargs):
@@ -171,18 +188,70 @@ class MigrationPlaneNotification(notification_base.NotificationBase):
     }
 
 
-def details(plane, address, reason=None):
-    """The event's details: the plane, the address and why."""
-    text = '%s plane: streams to %s, %s' % (plane, address, _WHERE[plane])
+class Transport(collections.namedtuple(
+        'Transport', 'name multifd encrypted tls_name')):
+    """What carried a migration's memory, as libvirt was asked.
+
+    ``name`` is ``native TLS`` or the connection URI's scheme
+    (``qemu+tcp``, ``qemu+tls``, ``qemu+ssh``), ``tunnelled over`` it when
+    the stream goes through libvirt's connection; ``multifd`` the number of
+    parallel connections (0 without). The memory stream is encrypted with
+    native TLS, or tunnelled over TLS or ssh: ``qemu+tls`` alone encrypts
+    libvirt's control connection, not QEMU's stream (OSSN-0089).
+    ``tls_name`` is the name TLS verifies the destination's certificate
+    against: ``tls.destination`` when set, else the URI's host.
+    """
+
+    @classmethod
+    def of(cls, dconnuri, flags, parallel, tls_name, libvirt):
+        scheme = urllib.parse.urlsplit(dconnuri).scheme
+        native_tls = bool(flags & libvirt.VIR_MIGRATE_TLS)
+        tunnelled = bool(flags & libvirt.VIR_MIGRATE_TUNNELLED)
+        multifd = (parallel if flags & libvirt.VIR_MIGRATE_PARALLEL and
+                   parallel > 1 else 0)
+        if native_tls:
+            return cls('native TLS', multifd, True, tls_name)
+        if tunnelled:
+            secure = scheme.endswith(('+tls', '+ssh', '+libssh', '+libssh2'))
+            return cls('tunnelled over %s' % scheme, multifd, secure,
+                       tls_name if scheme.endswith('+tls') else None)
+        return cls(scheme, multifd, False, None)
+
+    def __str__(self):
+        text = self.name
+        if self.multifd:
+            text += ' with %d parallel connections' % self.multifd
+        if not self.encrypted:
+            return text + ', memory stream not encrypted'
+        if self.tls_name:
+            return (text + ', memory stream encrypted, TLS verifies %s'
+                    % self.tls_name)
+        return text + ', memory stream encrypted'
+
+
+def attempts_text(attempts):
+    """``"<address>: <outcome>; ..."`` of a migration's attempts."""
+    return '; '.join('%s: %s' % (a.address, a.outcome) for a in attempts)
+
+
+def details(plane, address, reason=None, transport=None, attempts=(),
+            error=None):
+    """The event's details: the plane, the address and why; the transport
+    and the attempts when the source knows them.
+    """
+    if error is not None:
+        text = ('%s plane: the live migration to %s, %s, failed: %s'
+                % (plane, address, _WHERE[plane], error))
+    else:
+        text = '%s plane: streams to %s, %s' % (plane, address,
+                                                _WHERE[plane])
     if reason is not None:
         text += '; %s' % _WHY[reason]
+    if transport is not None:
+        text += '; transport %s' % (transport,)
+    if len(attempts) > 1 or reason == REASON_FALLBACK:
+        text += '; attempts: %s' % attempts_text(attempts)
     return text
-
-
-def failure_details(address, exc):
-    """The details of a failed migration over the plane."""
-    return ('migration plane: the live migration to %s, the destination\'s '
-            'my_live_migration_ip, failed: %s' % (address, exc))
 
 
 def _never_fails(record):
@@ -204,14 +273,27 @@ def _never_fails(record):
 
 @_never_fails
 def source(context, instance, dest, migrate_data, plane, address,
-           reason=None):
-    """The source's record of the plane a migration to ``dest`` uses."""
+           reason=None, transport=None, attempts=(), error=None):
+    """The source's record of the plane a migration to ``dest`` used.
+
+    An ``error`` makes the event an ``Error`` and the notification
+    ``migration_net.live_migration.error``.
+    """
+    text = details(plane, address, reason, transport, attempts, error)
+    payload = _payload(
+        context, instance, migrate_data, host=instance.host,
+        source_host=instance.host, destination_host=dest, plane=plane,
+        address=address, reason=reason,
+        error=None if error is None else str(error),
+        attempts=['%s: %s' % a for a in attempts] or None)
+    if transport is not None:
+        payload.update(transport=transport.name
+                       + (' multifd' if transport.multifd else ''),
+                       encrypted=transport.encrypted,
+                       tls_name=transport.tls_name)
     # The instance is on the source until the migration is over.
-    _record(context, instance, 'live_migration', SOURCE_EVENT,
-            details(plane, address, reason),
-            _payload(context, instance, migrate_data, host=instance.host,
-                     source_host=instance.host, destination_host=dest,
-                     plane=plane, address=address, reason=reason))
+    _record(context, instance, 'live_migration', SOURCE_EVENT, text, payload,
+            error)
 
 
 @_never_fails
@@ -225,26 +307,6 @@ def destination(context, instance, migrate_data):
                      address=CONF.host, reason=REASON_OPTION_UNSET))
 
 
-@_never_fails
-def failure(context, instance, dest, migrate_data, address, exc):
-    """The source's event of a migration over the plane becomes an error."""
-    text = failure_details(address, exc)
-    try:
-        # The source's event, found by its name on this request's action.
-        instance_action.InstanceActionEvent.event_finish_with_failure(
-            context, instance.uuid, SOURCE_EVENT, exc_val=text,
-            exc_tb=''.join(traceback.format_exception(exc)),
-            want_result=False)
-    except Exception as err:
-        _warn('the instance action event', SOURCE_EVENT, instance, err)
-    _notify(context, instance, 'live_migration',
-            fields.NotificationPhase.ERROR,
-            _payload(context, instance, migrate_data, host=instance.host,
-                     source_host=instance.host, destination_host=dest,
-                     plane=PLANE_MIGRATION, address=address,
-                     error=str(exc)))
-
-
 def _payload(context, instance, migrate_data, **values):
     migration = None
     if (migrate_data is not None and
@@ -255,16 +317,22 @@ def _payload(context, instance, migrate_data, **values):
                 request_id=context.request_id, **values)
 
 
-def _record(context, instance, action, event, text, payload):
+def _record(context, instance, action, event, text, payload, error=None):
     now = timeutils.utcnow()
+    result = {'result': 'Success'}
+    if error is not None:
+        result = {'result': 'Error', 'traceback': ''.join(
+            traceback.format_exception(error))}
     try:
         instance_action.InstanceActionEvent(
             context, event=event, host=payload['host'], start_time=now,
-            finish_time=now, result='Success', details=text,
+            finish_time=now, details=text, **result,
         ).create(instance.uuid, context.request_id)
     except Exception as err:
         _warn('the instance action event', event, instance, err)
-    _notify(context, instance, action, None, payload)
+    _notify(context, instance, action,
+            None if error is None else fields.NotificationPhase.ERROR,
+            payload)
 
 
 def _notify(context, instance, action, phase, payload):

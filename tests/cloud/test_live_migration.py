@@ -56,7 +56,7 @@ TLS_PLANE = (
     "my_live_migration_ip; native TLS verifies the destination's "
     "certificate against its hostname compute-b (libvirt connection on "
     "compute-b, tls.destination compute-b)")
-TLS_CALL = 'Migrating with migrate_uri tcp://172.30.0.2 and tls.destination'
+TLS_CALL = 'migrate_uri tcp://172.30.0.2 and tls.destination compute-b.'
 # What eventlet patching too late for urllib3 makes of an HTTPS request.
 RECURSION = 'RecursionError: maximum recursion depth exceeded'
 # Eventlet chosen in a nova command's environment, before it reads nova.conf.

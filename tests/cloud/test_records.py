@@ -105,15 +105,17 @@ class TestPlaneRecords(scenario.CloudTestCase):
         the notifications' (event type, plane, reason)).
         """
         a, b = self.a, self.b
+        # The cloud's computes migrate over qemu+tcp, as nova's default.
+        plain = '; transport qemu+tcp, memory stream not encrypted'
         unset = ("management plane: streams to {dest}, the destination's "
                  "hostname; the destination advertised no "
                  "my_live_migration_ip (unset there, or nova-migration-net "
-                 "not installed there)")
+                 "not installed there)" + plain)
         return [
             ('migration plane', scenario.ipv4(a), scenario.ipv4(b), a, b,
              testbed.MIGR_IF,
              "migration plane: streams to %s, the destination's "
-             "my_live_migration_ip" % b.migration_ipv4, None,
+             "my_live_migration_ip" % b.migration_ipv4 + plain, None,
              [('migration_net.live_migration', 'migration', None)]),
             ('option unset on the destination', scenario.PLUGIN_UNSET,
              scenario.ipv4(b), b, a, testbed.MGMT_IF,

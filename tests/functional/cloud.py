@@ -20,6 +20,7 @@ address it streams to is unreachable.
 """
 
 import collections
+import contextlib
 import importlib.metadata
 import os
 import re
@@ -139,6 +140,12 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
         self.migrate_calls = []
         self.unreachable = set()
         self.useFixture(self._fake_migration())
+        # The source's reachability probe, (address, port) in order; an
+        # address in self.silent drops it, as a link that is down does.
+        self.probes = []
+        self.silent = set()
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova_migration_net.steering._connect', self._probe_connect))
 
     def _fake_migration(self):
         return fixtures.MonkeyPatch(
@@ -154,6 +161,15 @@ class LiveMigrationCloud(libvirt_base.ServersTestBase,
             'fake-createXML-doesnt-care-about-flags')
         conn = self.src.driver._host.get_connection()
         conn.lookupByUUIDString(uuid).complete_job()
+
+    def _probe_connect(self, address, timeout):
+        self.probes.append(address)
+        if address[0] in self.silent:
+            raise TimeoutError('timed out')
+        if address[0] in self.unreachable:
+            # A host that answers, but not libvirtd: libvirt then fails.
+            raise ConnectionRefusedError(111, 'Connection refused')
+        return contextlib.nullcontext()
 
     def use_non_shared_storage(self):
         """Give ``dest`` instance storage of its own, so nova block-migrates.

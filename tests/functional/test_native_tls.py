@@ -21,7 +21,7 @@ cloud and checks the whole ``migrateToURI3(dconnuri, params, flags)``.
 
 from nova.tests.fixtures import libvirt as fakelibvirt
 
-from nova_migration_net import hooks
+from nova_migration_net import steering
 from tests.functional import cloud
 
 ADDRESSES = {'ipv4': ('172.168.1.15', '172.168.1.15'),
@@ -100,7 +100,7 @@ def _add_transport_test(native_tls, scheme, tunnelled, block, family):
         if native_tls:
             dconnuri = 'qemu+%s://dest/system' % scheme
             extra = {'migrate_uri': 'tcp://%s' % uri_host,
-                     hooks.TLS_DESTINATION: 'dest'}
+                     steering.TLS_DESTINATION: 'dest'}
         elif tunnelled:
             dconnuri = 'qemu+%s://%s/system' % (scheme, uri_host)
             extra = {}
@@ -109,6 +109,21 @@ def _add_transport_test(native_tls, scheme, tunnelled, block, family):
             extra = {'migrate_uri': 'tcp://%s' % uri_host}
         self.assertHandedToLibvirt(call, dconnuri, extra, flags_on,
                                    flags_off, block and not tunnelled)
+        # The record says what carried the memory, and whether encrypted:
+        # qemu+tls alone encrypts libvirt's connection, not the stream.
+        if native_tls:
+            transport = ('native TLS', True, 'dest')
+        elif tunnelled:
+            transport = ('tunnelled over qemu+%s' % scheme, scheme == 'tls',
+                         uri_host.strip('[]') if scheme == 'tls' else None)
+        else:
+            transport = ('qemu+%s' % scheme, False, None)
+        [payload] = [n['payload']['nova_object.data']
+                     for n in self.notifier.versioned_notifications
+                     if n['event_type'] == 'migration_net.live_migration']
+        self.assertEqual(transport, (payload['transport'],
+                                     payload['encrypted'],
+                                     payload['tls_name']))
 
     test.__name__ = name
     setattr(TestTransports, name, test)

@@ -25,10 +25,12 @@ from tests import fixtures as mn_fixtures
 from tests.functional import cloud
 from tests.functional import test_failure_semantics
 from tests.functional import test_faults
+from tests.functional import test_records
 
 FIRST = '172.168.1.15'
 SECOND = '172.31.0.15'
 TWO_NETWORKS = ['172.168.0.0/16', '172.31.0.0/24']
+SOURCE_EVENT = test_records.SOURCE_EVENT
 
 
 class OrderedAddressesCloud(cloud.LiveMigrationCloud):
@@ -72,10 +74,12 @@ class TestOrderedAddresses(OrderedAddressesCloud):
             {k: v for k, v in first.params.items() if k != 'migrate_uri'},
             {k: v for k, v in second.params.items() if k != 'migrate_uri'})
         self.assertEqual(first.flags, second.flags)
-        [line] = self.log_lines('WARNING [nova_migration_net.hooks]',
-                                'could not connect to %s' % FIRST,
+        [line] = self.log_lines('WARNING [nova_migration_net.steering]',
+                                '%s, the destination\'s migration address '
+                                '1 of 2: libvirt could not connect' % FIRST,
                                 'nothing was sent, trying %s' % SECOND)
-        self.assertIn('migration address 1 of 2', line)
+        # The probe found the address answering: libvirt had to try it.
+        self.assertEqual([(FIRST, 16509)], self.probes)
 
     def test_second_address_may_be_ipv6(self):
         self.start_computes(networks=['172.168.0.0/16', 'fd00:30::/64'])
@@ -129,7 +133,8 @@ class TestOrderedAddresses(OrderedAddressesCloud):
 
 
 @test_faults.REQUIRES_NOVA_34_MONITOR
-class TestNoAddressWorks(OrderedAddressesCloud, test_faults.FaultCloud):
+class TestNoAddressWorks(OrderedAddressesCloud, test_faults.FaultCloud,
+                         test_records.RecordsCloud):
 
     def test_every_address_unreachable_rolls_back_with_one_error_line(self):
         self.start_computes()
@@ -144,6 +149,11 @@ class TestNoAddressWorks(OrderedAddressesCloud, test_faults.FaultCloud):
                       lines[0])
         self.assertIn("%s: unable to connect to server at '%s:16509'"
                       % (FIRST, FIRST), lines[0])
+        event = self.events(server)[SOURCE_EVENT]
+        self.assertEqual('Error', event['result'])
+        self.assertIn("attempts: %s: unable to connect to server at "
+                      "'%s:16509': No route to host; %s: unable to connect"
+                      % (FIRST, FIRST, SECOND), event['details'])
         self.assertIn("%s: unable to connect to server at '%s:16509'"
                       % (SECOND, SECOND), lines[0])
         self.assertIn('No memory of the instance was sent', lines[0])
@@ -151,8 +161,11 @@ class TestNoAddressWorks(OrderedAddressesCloud, test_faults.FaultCloud):
 
 class TestSentMemoryIsNeverRetried(
         OrderedAddressesCloud, test_failure_semantics.RunningMigrationCloud):
+    """A stream cut after memory was sent is nova's to handle: never a
+    second address, nor the management network.
+    """
 
-    def test_stream_cut_on_the_first_address_keeps_nova_handling(self):
+    def cut_on_the_first_address(self):
         self.start_computes()
         server = self.boot()
         self.start_live_migration(server)
@@ -163,5 +176,142 @@ class TestSentMemoryIsNeverRetried(
             outcome['status'], outcome['host'], outcome['migration']))
         [call] = self.migrate_calls
         self.assertEqual('qemu+tcp://%s/system' % FIRST, call.dconnuri)
-        self.assertEqual([], self.log_lines('[nova_migration_net.hooks]',
-                                            'trying %s' % SECOND))
+        self.assertEqual([], self.log_lines(
+            'WARNING [nova_migration_net.steering]'))
+
+    def test_stream_cut_on_the_first_address_keeps_nova_handling(self):
+        self.cut_on_the_first_address()
+
+    def test_stream_cut_is_not_retried_with_fallback_either(self):
+        self.flags(fallback_to_management=True, group='migration_net')
+        self.cut_on_the_first_address()
+
+
+class TestProbe(OrderedAddressesCloud, test_records.RecordsCloud):
+    """An address that drops packets costs the probe's bound, not libvirt's
+    two-minute connect timeout; libvirt never tries it.
+    """
+
+    def test_silent_first_address_is_skipped_before_libvirt_tries_it(self):
+        self.start_computes()
+        self.silent.add(FIRST)
+        [call] = self.migrate()
+        self.assertEqual('qemu+tcp://%s/system' % SECOND, call.dconnuri)
+        self.assertEqual('tcp://%s' % SECOND, call.params['migrate_uri'])
+        # The last address is not probed: libvirt's error says more.
+        self.assertEqual([(FIRST, 16509)], self.probes)
+        [line] = self.log_lines('WARNING [nova_migration_net.steering]',
+                                'migration address 1 of 2: no answer on '
+                                'port 16509 within 1.5 s',
+                                'nothing was sent, trying %s' % SECOND)
+        event = self.events(self.server)[SOURCE_EVENT]
+        self.assertEqual(
+            "migration plane: streams to %s, the destination's "
+            "my_live_migration_ip; transport qemu+tcp, memory stream not "
+            "encrypted; attempts: %s: no answer on port 16509 within 1.5 s; "
+            "%s: used" % (SECOND, FIRST, SECOND), event['details'])
+        [payload] = self.payloads('migration_net.live_migration')
+        self.assertEqual(
+            ['%s: no answer on port 16509 within 1.5 s' % FIRST,
+             '%s: used' % SECOND], payload['attempts'])
+
+    def test_one_address_and_no_fallback_is_never_probed(self):
+        self.start_computes(networks=['172.168.0.0/16'])
+        self.migrate()
+        self.assertEqual([], self.probes)
+
+    def test_working_first_address_costs_one_probe(self):
+        self.start_computes()
+        [call] = self.migrate()
+        self.assertEqual('qemu+tcp://%s/system' % FIRST, call.dconnuri)
+        self.assertEqual([(FIRST, 16509)], self.probes)
+
+    def test_probe_goes_to_libvirtd_tls_port_with_qemu_tls(self):
+        self.start_computes(live_migration_scheme='tls')
+        self.migrate()
+        self.assertEqual([(FIRST, 16514)], self.probes)
+
+    def test_probe_goes_to_sshd_with_qemu_ssh(self):
+        self.start_computes(live_migration_scheme='ssh')
+        self.migrate()
+        self.assertEqual([(FIRST, 22)], self.probes)
+
+    def test_native_tls_probes_libvirtd_on_the_address(self):
+        self.start_computes(live_migration_with_native_tls=True)
+        self.silent.add(FIRST)
+        [call] = self.migrate()
+        self.assertEqual('qemu+tcp://dest/system', call.dconnuri)
+        self.assertEqual('tcp://%s' % SECOND, call.params['migrate_uri'])
+        self.assertEqual([(FIRST, 16509)], self.probes)
+
+
+class TestFallback(OrderedAddressesCloud, test_records.RecordsCloud):
+    """``fallback_to_management``: stock nova's migration, said so."""
+
+    def setUp(self):
+        super().setUp()
+        self.flags(fallback_to_management=True, group='migration_net')
+
+    def test_no_address_connects_migrates_to_the_hostname_as_stock(self):
+        self.start_computes()
+        self.unreachable.update((FIRST, SECOND))
+        first, second, stock = self.migrate()
+        self.assertEqual(['qemu+tcp://%s/system' % a for a in (FIRST, SECOND)]
+                         + ['qemu+tcp://dest/system'],
+                         [c.dconnuri for c in (first, second, stock)])
+        # Stock nova hands libvirt no migrate_uri without an inbound addr.
+        self.assertNotIn('migrate_uri', stock.params)
+        self.assertEqual(
+            {k: v for k, v in first.params.items() if k != 'migrate_uri'},
+            stock.params)
+        self.assertEqual(first.flags, stock.flags)
+        [line] = self.log_lines('WARNING [nova_migration_net.steering]',
+                                'falls back to dest, as stock nova migrates')
+        self.assertIn('%s: unable to connect to server' % FIRST, line)
+        event = self.events(self.server)[SOURCE_EVENT]
+        self.assertEqual('Success', event['result'])
+        self.assertTrue(event['details'].startswith(
+            "management plane: streams to dest, the destination's hostname; "
+            "no migration address of the destination could be used, and "
+            "fallback_to_management is set on this host; transport "
+            "qemu+tcp, memory stream not encrypted; attempts: %s: unable "
+            "to connect" % FIRST), event['details'])
+        self.assertTrue(event['details'].endswith('; dest: used'),
+                        event['details'])
+        [payload] = self.payloads('migration_net.live_migration')
+        self.assertEqual(('management', 'fallback', 'dest', 3),
+                         (payload['plane'], payload['reason'],
+                          payload['address'], len(payload['attempts'])))
+
+    def test_silent_addresses_cost_only_their_probes(self):
+        self.start_computes()
+        self.silent.update((FIRST, SECOND))
+        [stock] = self.migrate()
+        self.assertEqual('qemu+tcp://dest/system', stock.dconnuri)
+        self.assertEqual([(FIRST, 16509), (SECOND, 16509)], self.probes)
+
+    def test_fallback_goes_to_the_inbound_addr_as_stock_nova_would(self):
+        self.start_computes(live_migration_inbound_addr='192.0.2.7')
+        self.silent.update((FIRST, SECOND))
+        [stock] = self.migrate()
+        self.assertEqual('qemu+tcp://192.0.2.7/system', stock.dconnuri)
+        self.assertEqual('tcp://192.0.2.7', stock.params['migrate_uri'])
+
+    def test_native_tls_fallback_verifies_the_hostname_as_stock(self):
+        self.start_computes(live_migration_with_native_tls=True)
+        self.silent.update((FIRST, SECOND))
+        [stock] = self.migrate()
+        self.assertEqual('qemu+tcp://dest/system', stock.dconnuri)
+        self.assertNotIn('migrate_uri', stock.params)
+        self.assertNotIn('tls.destination', stock.params)
+        [payload] = self.payloads('migration_net.live_migration')
+        self.assertEqual(('native TLS', True, 'dest'),
+                         (payload['transport'], payload['encrypted'],
+                          payload['tls_name']))
+
+    def test_tunnelled_fallback_follows_the_connection(self):
+        self.start_computes(live_migration_tunnelled=True)
+        self.silent.update((FIRST, SECOND))
+        [stock] = self.migrate(block_migration=False)
+        self.assertEqual('qemu+tcp://dest/system', stock.dconnuri)
+        self.assertNotIn('migrate_uri', stock.params)

@@ -64,7 +64,8 @@ class TestPlaneRecords(RecordsCloud):
         event = self.events(self.server)[SOURCE_EVENT]
         self.assertEqual(('Success', 'src'), (event['result'], event['host']))
         self.assertEqual("migration plane: streams to 172.168.1.15, the "
-                         "destination's my_live_migration_ip",
+                         "destination's my_live_migration_ip; transport "
+                         "qemu+tcp, memory stream not encrypted",
                          event['details'])
         self.assertNotIn(DESTINATION_EVENT, self.events(self.server))
         [notification] = self.plane_notifications()
@@ -74,7 +75,7 @@ class TestPlaneRecords(RecordsCloud):
                           notification['event_type'],
                           notification['publisher_id']))
         payload = notification['payload']
-        self.assertEqual(('MigrationPlanePayload', '1.0'),
+        self.assertEqual(('MigrationPlanePayload', '1.1'),
                          (payload['nova_object.name'],
                           payload['nova_object.version']))
         data = payload['nova_object.data']
@@ -82,10 +83,12 @@ class TestPlaneRecords(RecordsCloud):
             {'instance_uuid': self.server['id'], 'host': 'src',
              'source_host': 'src', 'destination_host': 'dest',
              'plane': 'migration', 'address': IPV4, 'reason': None,
-             'error': None},
+             'error': None, 'attempts': ['172.168.1.15: used'],
+             'transport': 'qemu+tcp', 'encrypted': False, 'tls_name': None},
             {k: data[k] for k in ('instance_uuid', 'host', 'source_host',
                                   'destination_host', 'plane', 'address',
-                                  'reason', 'error')})
+                                  'reason', 'error', 'attempts', 'transport',
+                                  'encrypted', 'tls_name')})
         migration = self._wait_for_migration_status(
             self.server, ['completed'])
         self.assertEqual(migration['uuid'], data['migration_uuid'])
@@ -97,7 +100,8 @@ class TestPlaneRecords(RecordsCloud):
         self.assertEqual(
             "management plane: streams to dest, the destination's hostname; "
             "the destination advertised no my_live_migration_ip (unset "
-            "there, or nova-migration-net not installed there)",
+            "there, or nova-migration-net not installed there); transport "
+            "qemu+tcp, memory stream not encrypted",
             events[SOURCE_EVENT]['details'])
         self.assertEqual('dest', events[DESTINATION_EVENT]['host'])
         self.assertEqual(
@@ -135,11 +139,15 @@ class TestPlaneRecords(RecordsCloud):
         self.live_migrate_server()
         self.assertEqual(
             "management plane: streams to dest, the destination's hostname; "
-            "native TLS and this host's libvirt has no tls.destination",
-            self.events(self.server)[SOURCE_EVENT]['details'])
+            "native TLS and this host's libvirt has no tls.destination; "
+            "transport native TLS, memory stream encrypted, TLS verifies "
+            "dest", self.events(self.server)[SOURCE_EVENT]['details'])
         [source] = self.payloads('migration_net.live_migration')
-        self.assertEqual(('management', 'stock_tls'),
-                         (source['plane'], source['reason']))
+        self.assertEqual(('management', 'stock_tls', 'native TLS', True,
+                          'dest'),
+                         (source['plane'], source['reason'],
+                          source['transport'], source['encrypted'],
+                          source['tls_name']))
 
     def test_inbound_addr_is_named(self):
         self.start_computes(live_migration_inbound_addr='192.0.2.7')
@@ -175,8 +183,8 @@ class TestFailureRecords(RecordsCloud):
         self.assertEqual(
             "migration plane: the live migration to 172.168.1.15, the "
             "destination's my_live_migration_ip, failed: unable to connect "
-            "to server at '172.168.1.15:16509': No route to host",
-            event['details'])
+            "to server at '172.168.1.15:16509': No route to host; transport "
+            "qemu+tcp, memory stream not encrypted", event['details'])
         [error] = [n for n in self.plane_notifications()
                    if n['event_type'] == 'migration_net.live_migration.error']
         self.assertEqual('ERROR', error['priority'])

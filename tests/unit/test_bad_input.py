@@ -31,6 +31,7 @@ from nova_migration_net import activation
 from nova_migration_net import conf as mn_conf
 from nova_migration_net import hooks
 from nova_migration_net import objects
+from nova_migration_net import steering
 from tests import fixtures as mn_fixtures
 
 # Not an IP address: the service must not start.
@@ -382,7 +383,13 @@ class TestLiveMigrationError(test.NoDBTestCase):
         call = inspect.signature(original).bind(
             None, self.ctxt, self.instance, 'dest', None, None, False, data)
         call.apply_defaults()
-        return hooks.LiveMigration().error(call, exc)
+        hook = hooks.LiveMigration()
+        hook.pre(call)
+        # The attempt the source's guest made and kept on the data.
+        address = objects.migration_ip_of(data) or 'dest'
+        steering.attempts_of(data).append(
+            steering.Attempt(str(address), str(exc)))
+        return hook.error(call, exc)
 
     def test_rolled_back_libvirt_failure_on_the_plane_is_handled(self):
         self.assertIs(True, self.error(self.data()))

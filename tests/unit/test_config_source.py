@@ -355,11 +355,12 @@ class TestNovaConf(test.NoDBTestCase):
             ['nova_migration_net.config_source']))
         [(group, opts)] = groups['nova_migration_net.config_source']
         self.assertEqual('migration_net', group)
-        self.assertEqual(['migration_networks'], [o.name for o in opts])
+        self.assertEqual(['migration_networks', 'fallback_to_management'],
+                         [o.name for o in opts])
 
     def test_driver_declares_the_option_for_discovery(self):
         self.assertEqual(
-            ['migration_networks'],
+            ['migration_networks', 'fallback_to_management'],
             [o.name for o in
              config_source.MigrationNetDriver().list_options_for_discovery()])
 
