@@ -141,6 +141,46 @@ class InitHost:
                 'running nova-migration-net stream to %(ip)s, sources '
                 'without it to %(inbound)s. Set one of them, or both to the '
                 'same address.', {'ip': address, 'inbound': inbound})
+        carry_cold_migrations(address)
+
+
+# Where a value someone chose comes from: the operator, or code that
+# overrides it.
+_OPERATOR = (cfg.Locations.user, cfg.Locations.command_line,
+             cfg.Locations.environment, cfg.Locations.set_override)
+
+
+def inbound_addr_is_nova_default(conf=CONF):
+    """Whether ``[libvirt] migration_inbound_addr`` is not the operator's:
+    set in no file, command line or environment.
+    """
+    if 'migration_inbound_addr' not in conf.libvirt:
+        return False  # A nova without the option.
+    location = conf.get_location('migration_inbound_addr', 'libvirt')
+    return location is not None and location.location not in _OPERATOR
+
+
+def carry_cold_migrations(address, conf=CONF):
+    """Make ``address`` this host's ``[libvirt] migration_inbound_addr``.
+
+    nova 34 copies the disks of a cold migration, resize or evacuation to
+    the destination's ``migration_inbound_addr`` (``get_host_ip_addr``;
+    ``$my_ip``, the management address, by default), which the
+    destination's resource tracker puts into the migration record. Unless
+    the operator set that option, the migration address takes its place, so
+    that one setting moves every migration's data. A value the operator
+    set is left alone.
+
+    :returns: True if the default was changed
+    """
+    if not inbound_addr_is_nova_default(conf):
+        return False
+    conf.set_default('migration_inbound_addr', str(address), group='libvirt')
+    LOG.info('Cold migrations, resizes and evacuations to this host copy '
+             'their disks to %s, its migration address: [libvirt] '
+             'migration_inbound_addr is not set here, and the source hosts '
+             'reach this host there over nova\'s ssh.', address)
+    return True
 
 
 class PreLiveMigration:

@@ -34,6 +34,7 @@ plane or not, once libvirt returned or raised (:mod:`records`).
 
 import collections
 import socket
+import time
 import urllib.parse
 
 from nova.virt.libvirt import guest as libvirt_guest
@@ -70,9 +71,14 @@ PROBE_TIMEOUT = 1.5
 _LIBVIRT_PORTS = {'': 16514, 'tls': 16514, 'tcp': 16509, 'ssh': 22,
                   'libssh': 22, 'libssh2': 22}
 
-# How the probe connects; a fake in the functional tests, whose addresses
-# must never be connected to.
-_connect = socket.create_connection
+
+def _connect(address, timeout):
+    """How the probe connects; a fake in the functional tests, whose
+    addresses must never be connected to. Looked up at each call: green
+    once eventlet patched ``socket``, whenever this module was imported.
+    """
+    return socket.create_connection(address, timeout=timeout)
+
 
 # The outcome of the attempt that carried the migration.
 USED = 'used'
@@ -215,11 +221,11 @@ class RecordingGuest(libvirt_guest.Guest):
         self._transport = records.Transport.of(
             dconnuri, kwargs.get('flags', 0), kwargs.get('parallel', 0),
             self._tls_name(dconnuri, domain), _libvirt())
-        guest = self if domain is None else libvirt_guest.Guest(domain)
+        # nova's own Guest.migrate, looked up as nova's call would.
+        guest = super() if domain is None else libvirt_guest.Guest(domain)
         attempts = attempts_of(self._migrate_data)
         try:
-            libvirt_guest.Guest.migrate(guest, dconnuri,
-                                        migrate_uri=migrate_uri, **kwargs)
+            guest.migrate(dconnuri, migrate_uri=migrate_uri, **kwargs)
         except Exception as exc:
             attempts.append(Attempt(str(address), str(exc)))
             raise
@@ -287,7 +293,17 @@ class PlaneGuest(RecordingGuest):
             last = number == count - 1 and not fallback
             port = libvirt_port(self._driver._live_migration_uri(
                 str(address)))
-            silent = None if last or port is None else probe(address, port)
+            silent = None
+            if not last and port is not None:
+                start = time.monotonic()
+                silent = probe(address, port)
+                # What the probe costs a migration whose address works.
+                LOG.debug('Probed %(address)s on port %(port)d in %(ms).2f '
+                          'ms: %(result)s.',
+                          {'address': address, 'port': port,
+                           'ms': 1000 * (time.monotonic() - start),
+                           'result': silent or 'it answered'},
+                          instance=self._instance)
             if silent is not None:
                 attempts.append(Attempt(str(address), silent))
                 self._warn_next(address, number, silent)

@@ -222,6 +222,29 @@ class Checks(upgradecheck.UpgradeCommands):
             'it to %(inbound)s. Set one of them, or both to the same '
             'address.' % {'ip': address, 'inbound': inbound})
 
+    def _check_cold_migrations(self):
+        address, _ = self._address()
+        if 'migration_inbound_addr' not in self.conf.libvirt:
+            return _skip('this nova has no [libvirt] migration_inbound_addr.')
+        inbound = self.conf.libvirt.migration_inbound_addr
+        if address is None:
+            return _success('Cold migrations, resizes and evacuations to '
+                            'this host copy their disks to %s, [libvirt] '
+                            'migration_inbound_addr, as stock nova does.'
+                            % inbound)
+        if not hooks.inbound_addr_is_nova_default(self.conf):
+            return _success('Cold migrations, resizes and evacuations to '
+                            'this host copy their disks to %s: [libvirt] '
+                            'migration_inbound_addr is set, and the plugin '
+                            'leaves it alone.' % inbound)
+        return _success(
+            'Cold migrations, resizes and evacuations to this host copy '
+            'their disks to %s, its migration address: [libvirt] '
+            'migration_inbound_addr is not set, so nova-compute gives it '
+            'that address. Source hosts connect there with nova\'s ssh: '
+            'their known_hosts must accept this host under that address.'
+            % address)
+
     def _check_activation(self):
         groups = self._plugin_groups()
         if not groups:
@@ -384,6 +407,7 @@ class Checks(upgradecheck.UpgradeCommands):
         ('Migration address option', _check_option),
         ('Migration address on this host', _check_interface),
         ('live_migration_inbound_addr', _check_inbound_addr),
+        ('Cold migrations and resizes', _check_cold_migrations),
         ('Plugin activation', _check_activation),
         ('Eventlet and config_source', _check_early_imports),
         ('TLS certificate', _check_tls_certificate),

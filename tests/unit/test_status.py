@@ -232,6 +232,39 @@ class TestInboundAddrCheck(StatusTestCase):
                                              inbound='dest.example.org').code)
 
 
+class TestColdMigrationsCheck(StatusTestCase):
+
+    def check(self, ip=None, inbound=None):
+        text = '[DEFAULT]\nmy_ip = 192.0.2.2\n'
+        if ip:
+            text += 'my_live_migration_ip = %s\n' % ip
+        if inbound:
+            text += '[libvirt]\nmigration_inbound_addr = %s\n' % inbound
+        return self.checks(text)._check_cold_migrations()
+
+    def test_migration_address_carries_disks_unless_inbound_addr_is_set(self):
+        self.assertResult(
+            SUCCESS, 'Cold migrations, resizes and evacuations to this host '
+            'copy their disks to 172.168.1.15, its migration address: '
+            '[libvirt] migration_inbound_addr is not set, so nova-compute '
+            'gives it that address. Source hosts connect there with nova\'s '
+            'ssh: their known_hosts must accept this host under that '
+            'address.', self.check(ip='172.168.1.15'))
+
+    def test_inbound_addr_the_operator_set_is_left_alone(self):
+        self.assertResult(
+            SUCCESS, 'Cold migrations, resizes and evacuations to this host '
+            'copy their disks to 192.0.2.9: [libvirt] migration_inbound_addr '
+            'is set, and the plugin leaves it alone.',
+            self.check(ip='172.168.1.15', inbound='192.0.2.9'))
+
+    def test_option_unset_is_stock(self):
+        self.assertResult(
+            SUCCESS, 'Cold migrations, resizes and evacuations to this host '
+            'copy their disks to 192.0.2.2, [libvirt] migration_inbound_addr, '
+            'as stock nova does.', self.check())
+
+
 class TestActivationCheck(StatusTestCase):
 
     def test_missing_activation_lines_warn_with_the_lines_to_add(self):
@@ -629,6 +662,7 @@ class TestCommand(test.NoDBTestCase):
             {'Migration address option': 0,
              'Migration address on this host': 0,
              'live_migration_inbound_addr': 0, 'Plugin activation': 0,
+             'Cold migrations and resizes': 0,
              'Eventlet and config_source': 0, 'TLS certificate': 0,
              'Peers on the migration plane': 0},
             self.results(process))
