@@ -64,7 +64,8 @@ SOURCE_EVENT = test_records.SOURCE_EVENT
 # The plugin before issue 28's ordered addresses (after the revert of its
 # first slice): a destination advertises only its first address.
 OLDER_PLUGIN = 'c780404342ce3a72eab591cae0ac5232792d9798'
-# What nova's conductor logs when a compute asks it for a backport.
+# What nova's conductor logs when a compute asks it for a backport of the
+# live migration data, the one object the plugin changes.
 BACKPORT = 'Backporting LibvirtLiveMigrateData'
 # oslo.log's time stamp at the start of each line.
 STAMP = re.compile(r'^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+) ')
