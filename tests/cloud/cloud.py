@@ -118,10 +118,11 @@ class Cloud(fixtures.Fixture):
         self.pid_dir = os.path.join(work_dir, 'pids')
         self.instances_root = os.path.join(work_dir, 'hostfs', 'nova')
         self.clouds_yaml = os.path.join(work_dir, 'clouds.yaml')
-        self._wheel = None
-        # The venvs this cloud's wheel of the plugin went into: an older
-        # nova's venv serves both hosts.
-        self.wheeled = set()
+        self._wheels = {}
+        # {venv: the build of the plugin this cloud put there}: None for
+        # this checkout's wheel, else the git revision it was built from
+        # (Spec.plugin_from). An older nova's venv serves both hosts.
+        self.wheeled = {}
         self._admin = None
 
     # The hosts
@@ -260,17 +261,23 @@ class Cloud(fixtures.Fixture):
             self._admin = self.connect()
         return self._admin
 
-    def plugin_wheel(self):
-        """A wheel of this checkout's plugin, built once per cloud."""
-        if self._wheel is None:
-            out = os.path.join(self.work_dir, 'wheels')
+    def plugin_wheel(self, revision=None):
+        """A wheel of this checkout's plugin, or of the plugin as it was at
+        git ``revision`` of this repository (pip builds it from a clone),
+        built once per cloud.
+        """
+        if revision not in self._wheels:
+            out = os.path.join(self.work_dir, 'wheels', revision or 'this')
+            source = install.REPO
+            if revision:
+                source = 'git+file://%s@%s' % (install.REPO, revision)
             base.run(self.outside() + [
                 os.path.join(self.venvs['controller'], 'bin', 'pip'),
-                'wheel', '-q', '--no-deps', '-w', out, install.REPO],
+                'wheel', '-q', '--no-deps', '-w', out, source],
                 timeout=install.PIP_TIMEOUT)
-            self._wheel = os.path.join(out, [
+            self._wheels[revision] = os.path.join(out, [
                 f for f in os.listdir(out) if f.endswith('.whl')][0])
-        return self._wheel
+        return self._wheels[revision]
 
     def memory_mib(self):
         """The resident memory of every process on the two hosts (the

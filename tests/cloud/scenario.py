@@ -26,8 +26,8 @@ A live migration passes :meth:`CloudTestCase.assertMigrated` only if:
   completed;
 - the guest, now on the destination, computes the memory checksum it
   computed before (its console output there);
-- at least 95% of the bytes the source's two links carried meanwhile
-  crossed the expected link (the kernel's counters in the source's
+- at least 95% of the bytes the source's links (mgmt0, migr0, migr1) carried
+  meanwhile crossed the expected link (the kernel's counters in the source's
   namespace);
 - the source nova-compute's log names the plane it streamed over, when it
   runs the plugin.

@@ -24,7 +24,7 @@ not changed: the flags, bit by bit from fake libvirt's constants to
 libvirt's by name, and ``destination_xml``, which nova derived from the
 fake domain's XML and is here the real domain's own migratable XML.
 
-The kernel's byte counters on the source's two links then say which link
+The kernel's byte counters on the source's links then say which link
 carried the migration, and the guest, running on the destination, says
 whether its memory arrived intact.
 """

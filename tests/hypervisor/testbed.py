@@ -14,12 +14,14 @@
 
 Each host is a network namespace in which ``libvirtd`` runs in a private
 mount and UTS namespace: its own hostname, ``/etc/hosts``, libvirt
-configuration, state and disk images. The two hosts are joined by two veth
-links, as compute hosts are by two networks:
+configuration, state and disk images. The two hosts are joined by three
+veth links, as compute hosts are by their networks:
 
 - ``mgmt0``, the management network (192.168.50.0/24). The hostnames
   resolve to these addresses on both hosts, as in a real cloud.
 - ``migr0``, the migration network (172.30.0.0/24 and fd00:30::/64).
+- ``migr1``, a second migration network (172.31.0.0/24), the one an
+  operator lists second in ``[migration_net] migration_networks``.
 
 Guests are small TCG guests (no KVM needed) that fill their memory with
 noise and checksum it (``noise_guest.S``). Byte counts come from the
@@ -71,15 +73,21 @@ COMMANDS = ('libvirtd', 'qemu-system-x86_64', 'qemu-img', 'as', 'ld', 'ip',
 
 MGMT_IF = 'mgmt0'
 MIGR_IF = 'migr0'
+MIGR1_IF = 'migr1'
+# Every link between the hosts, as the byte counts list them.
+LINKS = (MGMT_IF, MIGR_IF, MIGR1_IF)
 
 Host = collections.namedtuple(
-    'Host', 'name netns mgmt_ip migration_ipv4 migration_ipv6 uuid')
+    'Host', 'name netns mgmt_ip migration_ipv4 migration_ipv6 uuid '
+    'migration1_ipv4')
 
 HOSTS = (
     Host('compute-a', 'nmn-compute-a', '192.168.50.1', '172.30.0.1',
-         'fd00:30::1', '00000000-0000-4000-8000-00000000000a'),
+         'fd00:30::1', '00000000-0000-4000-8000-00000000000a',
+         '172.31.0.1'),
     Host('compute-b', 'nmn-compute-b', '192.168.50.2', '172.30.0.2',
-         'fd00:30::2', '00000000-0000-4000-8000-00000000000b'),
+         'fd00:30::2', '00000000-0000-4000-8000-00000000000b',
+         '172.31.0.2'),
 )
 
 # libvirtd's TLS port reads its files where libvirt looks by default,
@@ -348,7 +356,7 @@ class Testbed(fixtures.Fixture):
             _run(['ip', 'netns', 'add', host.netns])
             _run(['ip', '-n', host.netns, 'link', 'set', 'lo', 'up'])
         a, b = self.hosts
-        for ifname in (MGMT_IF, MIGR_IF):
+        for ifname in LINKS:
             _run(['ip', 'link', 'add', 'nmn-a', 'netns', a.netns, 'type',
                   'veth', 'peer', 'name', 'nmn-b', 'netns', b.netns])
             for host, end in ((a, 'nmn-a'), (b, 'nmn-b')):
@@ -361,7 +369,9 @@ class Testbed(fixtures.Fixture):
                        MIGR_IF])
             _run(ns + ['addr', 'add', host.migration_ipv6 + '/64', 'dev',
                        MIGR_IF, 'nodad'])
-            for ifname in (MGMT_IF, MIGR_IF):
+            _run(ns + ['addr', 'add', host.migration1_ipv4 + '/24', 'dev',
+                       MIGR1_IF])
+            for ifname in LINKS:
                 _run(ns + ['link', 'set', ifname, 'up'])
 
     def interface_bytes(self, host):
@@ -377,7 +387,8 @@ class Testbed(fixtures.Fixture):
 
     @contextlib.contextmanager
     def bytes_moved(self, host):
-        """``{link: bytes}`` that crossed ``host``'s two links meanwhile.
+        """``{link: bytes}`` that crossed each of ``host``'s links
+        (:data:`LINKS`) meanwhile.
 
         The dict is filled when the block ends, also when it raises.
         """
@@ -388,7 +399,7 @@ class Testbed(fixtures.Fixture):
         finally:
             after = self.interface_bytes(host)
             moved.update({ifname: after[ifname] - before[ifname]
-                          for ifname in (MGMT_IF, MIGR_IF)})
+                          for ifname in LINKS})
 
     def addresses(self, host):
         """``host``'s interface addresses, ``ip -j addr`` parsed."""

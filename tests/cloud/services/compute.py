@@ -50,9 +50,10 @@ JOINED = 'Join ServiceGroup membership for this service compute'
 
 Spec = collections.namedtuple(
     'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
-    'migration_networks libvirt shared_storage nova')
+    'migration_networks libvirt shared_storage nova migration_net '
+    'plugin_from')
 Spec.__new__.__defaults__ = (False, None, None, False, False, None, None,
-                             (), False, None)
+                             (), False, None, (), None)
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
@@ -71,6 +72,10 @@ host's own.
 ``nova``: an older nova's venv (``'33'``: :mod:`tests.cloud.install`'s
 ``compute-nova33``), or None for the cloud's own nova 34. Both hosts share
 an older nova's venv: give them the same ``plugin`` there.
+``migration_net``: more of the plugin's ``[migration_net]`` options (with
+the plugin only), as ``((option, value), ...)``.
+``plugin_from``: the git revision of this repository whose plugin is
+installed (an older plugin), or None for this checkout's.
 """
 
 STOCK = Spec()
@@ -95,6 +100,8 @@ CONCURRENCY = {
 PLUGIN_LINES = (('DEFAULT', 'config_source'), ('migration_net', 'driver'),
                 ('DEFAULT', 'my_live_migration_ip'),
                 ('migration_net', 'migration_networks'))
+# What Cloud.wheeled says of a venv that holds no build of this cloud's.
+NOT_WHEELED = object()
 
 
 class Compute(base.Service):
@@ -109,6 +116,7 @@ class Compute(base.Service):
         self.spec = STOCK
         self.starts = 0
         self._libvirt_options = ()
+        self._migration_net_options = ()
 
     @property
     def venv(self):
@@ -155,25 +163,29 @@ class Compute(base.Service):
 
         The venv is cached across runs, so a build it already holds may be
         an older checkout's: this cloud's first install in each venv
-        replaces it with this checkout's wheel.
+        replaces it with the wheel ``spec`` asks for (this checkout's, or
+        the revision's of ``plugin_from``), as does a later spec that asks
+        for another one.
         """
         venv = self.venv
         pip = [self.bin('pip', venv), '-q', '--disable-pip-version-check']
         installed = self.plugin_installed()
+        build = self.spec.plugin_from
         if self.spec.plugin and not installed:
             base.run(self.cloud.outside() + pip + [
                 'install', '-c', self.constraints,
-                self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
-        elif self.spec.plugin and venv not in self.cloud.wheeled:
+                self.cloud.plugin_wheel(build)], timeout=install.PIP_TIMEOUT)
+        elif self.spec.plugin and self.cloud.wheeled.get(
+                venv, NOT_WHEELED) != build:
             base.run(self.cloud.outside() + pip + [
                 'install', '--force-reinstall', '--no-deps',
-                self.cloud.plugin_wheel()], timeout=install.PIP_TIMEOUT)
+                self.cloud.plugin_wheel(build)], timeout=install.PIP_TIMEOUT)
         elif not self.spec.plugin and installed:
             base.run(pip + ['uninstall', '-y', PLUGIN])
         if self.spec.plugin:
-            self.cloud.wheeled.add(venv)
+            self.cloud.wheeled[venv] = build
         else:
-            self.cloud.wheeled.discard(venv)
+            self.cloud.wheeled.pop(venv, None)
 
     def configure(self):
         os.makedirs(self.etc, exist_ok=True)
@@ -233,6 +245,12 @@ class Compute(base.Service):
         for option, value in spec.libvirt:
             base.iniset(self.conf, 'libvirt', option, value)
         self._libvirt_options = tuple(option for option, _ in spec.libvirt)
+        for option in self._migration_net_options:
+            base.iniunset(self.conf, 'migration_net', option)
+        extra = spec.migration_net if plugin else ()
+        for option, value in extra:
+            base.iniset(self.conf, 'migration_net', option, value)
+        self._migration_net_options = tuple(option for option, _ in extra)
 
     @property
     def instances_path(self):
