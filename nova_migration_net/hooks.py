@@ -332,8 +332,8 @@ class LiveMigration:
                                'addresses, in turn' +
                                (', then its hostname' if fell_back else ''))
             values['error'] = records.attempts_text(attempts)
-            values['check'] = _CHECK % {'dest': dest,
-                                        'address': values['address']}
+            values['check'] = _CHECK % {
+                'dest': dest, 'address': 'each of ' + values['address']}
         if kind == failures.TRANSPORT:
             LOG.error('Live migration to %(dest)s over the migration plane '
                       'failed on its connection to %(address)s, '
