@@ -74,7 +74,10 @@ class Guests:
             root = image.create_image(
                 name=self.kind + '-root', filename=root_path,
                 disk_format='ami', container_format='ami',
-                kernel_id=kernel.id, validate_checksum=False, wait=True)
+                kernel_id=kernel.id, validate_checksum=False, wait=True,
+                # The guest ignores ACPI: nova powers it off at once
+                # (a cold migration's), not after shutdown_timeout (60 s).
+                os_shutdown_timeout=0)
             flavor = self.conn.compute.create_flavor(
                 name=(FLAVOR if self.kind == 'noise' else self.kind),
                 ram=self.memory_mb, vcpus=1, disk=self.disk_gb)
