@@ -24,6 +24,9 @@ so a checksum read after a migration was computed on the destination.
 With ``dirty_mib`` (the benchmark's), the guest keeps that much of its
 memory dirty after its first checksum (see ``noise_guest.S``): its own
 images and flavor, and no checksum to compare after a migration.
+``root_mib`` and ``disk_gb`` (the cold migrations') give the root image's
+size and the flavor's root disk (0: the image's size), also with images
+and a flavor of their own.
 """
 
 import os
@@ -39,13 +42,20 @@ ROOT_DISK_MIB = 8
 class Guests:
     """The images, the flavor and noise servers of one cloud."""
 
-    def __init__(self, cloud, memory_mb=MEMORY_MB, dirty_mib=0):
+    def __init__(self, cloud, memory_mb=MEMORY_MB, dirty_mib=0,
+                 root_mib=ROOT_DISK_MIB, disk_gb=1):
         self.cloud = cloud
         self.conn = cloud.admin
         self.memory_mb = memory_mb
         self.dirty_mib = dirty_mib
+        self.root_mib = root_mib
+        self.disk_gb = disk_gb
         self.kind = ('noise' if (memory_mb, dirty_mib) == (MEMORY_MB, 0)
                      else 'noise%d-dirty%d' % (memory_mb, dirty_mib))
+        if (root_mib, disk_gb) != (ROOT_DISK_MIB, 1):
+            self.kind += '-root%d-disk%d' % (root_mib, disk_gb)
+        # The root image's random bytes, as uploaded.
+        self.root_path = os.path.join(cloud.work_dir, self.kind + '-root.raw')
         self._images = None
 
     def images(self):
@@ -53,10 +63,9 @@ class Guests:
         if self._images is None:
             kernel_path = self.cloud.testbed.build_guest_kernel(
                 self.memory_mb, dirty_mib=self.dirty_mib)
-            root_path = os.path.join(self.cloud.work_dir,
-                                     self.kind + '-root.raw')
+            root_path = self.root_path
             with open(root_path, 'wb') as f:
-                f.write(os.urandom(ROOT_DISK_MIB * 1024 * 1024))
+                f.write(os.urandom(self.root_mib * 1024 * 1024))
             image = self.conn.image
             kernel = image.create_image(
                 name=self.kind + '-kernel', filename=kernel_path,
@@ -65,10 +74,13 @@ class Guests:
             root = image.create_image(
                 name=self.kind + '-root', filename=root_path,
                 disk_format='ami', container_format='ami',
-                kernel_id=kernel.id, validate_checksum=False, wait=True)
+                kernel_id=kernel.id, validate_checksum=False, wait=True,
+                # The guest ignores ACPI: nova powers it off at once
+                # (a cold migration's), not after shutdown_timeout (60 s).
+                os_shutdown_timeout=0)
             flavor = self.conn.compute.create_flavor(
                 name=(FLAVOR if self.kind == 'noise' else self.kind),
-                ram=self.memory_mb, vcpus=1, disk=1)
+                ram=self.memory_mb, vcpus=1, disk=self.disk_gb)
             self._images = root, flavor
             # Each host fetches the images from glance, over the
             # management link, the first time it runs a guest of them: a

@@ -10,14 +10,19 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""sshd on compute-b and root's ssh client on compute-a: ``qemu+ssh://``.
+"""sshd on compute-b and root's ssh client on compute-a: ``qemu+ssh://``
+and nova's copy of a cold migration's disks.
 
 With ``[libvirt] live_migration_scheme = ssh`` the source's libvirtd (as
 root) runs OpenSSH's ``ssh`` to the host in the URI, and there
 ``virt-ssh-helper`` relays libvirt's protocol to the destination's
-libvirtd socket. Debian's ``sshd`` runs in compute-b's namespaces, on port
-22 of all addresses, from a config, host key and authorized key of the
-cloud's own (``-f``; its pid file in its state), and its
+libvirtd socket. A cold migration or resize from compute-a has its
+nova-compute (root too) run ``ssh`` (``mkdir``) and ``scp`` (the disks,
+over SFTP with OpenSSH 9) to the migration record's ``dest_host``: the
+same client, key and ``known_hosts``. Debian's ``sshd`` runs in
+compute-b's namespaces, on port 22 of all addresses, from a config, host
+key and authorized key of the cloud's own (``-f``; its pid file in its
+state; Debian's SFTP server as its ``sftp`` subsystem), and its
 privilege-separation directory ``/run/sshd`` is a directory of that state
 bind-mounted in compute-b's mount namespace. compute-a's client reads the
 cloud's client key and ``known_hosts`` through an ``ssh_config`` bound over
@@ -36,6 +41,8 @@ from tests.cloud.services import base
 PORT = 22
 # sshd's privilege-separation directory, fixed at its build (Debian's).
 PRIVSEP_DIR = '/run/sshd'
+# Debian's, as its own sshd_config names it.
+SFTP_SERVER = '/usr/lib/openssh/sftp-server'
 CLIENT_CONFIG = '/etc/ssh/ssh_config'
 
 SSHD_CONFIG = """Port {port}
@@ -53,6 +60,8 @@ UsePAM no
 StrictModes no
 PrintMotd no
 LogLevel VERBOSE
+# OpenSSH 9's scp speaks SFTP (nova's copy of a cold migration's disks).
+Subsystem sftp {sftp_server}
 """
 
 SSH_CONFIG = """Host *
@@ -97,7 +106,8 @@ class SSHD(base.Service):
             f.write(SSHD_CONFIG.format(
                 port=PORT, host_key=self.host_key,
                 pid_file=os.path.join(self.state, 'sshd.pid'),
-                authorized_keys=self.authorized_keys))
+                authorized_keys=self.authorized_keys,
+                sftp_server=SFTP_SERVER))
         self.client_config = os.path.join(self.etc, 'ssh_config')
         with open(self.client_config, 'w') as f:
             f.write(SSH_CONFIG.format(key=self.client_key,
