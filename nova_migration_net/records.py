@@ -230,9 +230,14 @@ class Transport(collections.namedtuple(
         return text + ', memory stream encrypted'
 
 
+def attempt_text(attempt):
+    """``"<address>: <outcome>"``: one attempt, as records list it."""
+    return '%s: %s' % (attempt.address, attempt.outcome)
+
+
 def attempts_text(attempts):
     """``"<address>: <outcome>; ..."`` of a migration's attempts."""
-    return '; '.join('%s: %s' % (a.address, a.outcome) for a in attempts)
+    return '; '.join(attempt_text(a) for a in attempts)
 
 
 def details(plane, address, reason=None, transport=None, attempts=(),
@@ -286,7 +291,7 @@ def source(context, instance, dest, migrate_data, plane, address,
         source_host=instance.host, destination_host=dest, plane=plane,
         address=address, reason=reason,
         error=None if error is None else str(error),
-        attempts=['%s: %s' % a for a in attempts] or None)
+        attempts=[attempt_text(a) for a in attempts] or None)
     if transport is not None:
         payload.update(transport=transport.name
                        + (' multifd' if transport.multifd else ''),

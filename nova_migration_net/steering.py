@@ -206,9 +206,13 @@ class RecordingGuest(libvirt_guest.Guest):
         self._transport = None
 
     def migrate(self, destination, migrate_uri=None, **kwargs):
-        plane, address, reason = self._plan
+        self._carry(destination, migrate_uri, kwargs, *self._plan)
+
+    def _carry(self, dconnuri, migrate_uri, kwargs, plane, address, reason,
+               domain=None):
+        """The last attempt: :meth:`_call`, then the migration's record."""
         try:
-            self._call(destination, migrate_uri, kwargs, address)
+            self._call(dconnuri, migrate_uri, kwargs, address, domain=domain)
         except Exception as exc:
             self._record(plane, address, reason, exc)
             raise
@@ -291,10 +295,11 @@ class PlaneGuest(RecordingGuest):
         for number, address in enumerate(self._addresses):
             dconnuri, uri = self._uris(address, destination, migrate_uri)
             last = number == count - 1 and not fallback
-            port = libvirt_port(self._driver._live_migration_uri(
-                str(address)))
+            # Only an attempt that has a next one is probed.
+            port = None if last else libvirt_port(
+                self._driver._live_migration_uri(str(address)))
             silent = None
-            if not last and port is not None:
+            if port is not None:
                 start = time.monotonic()
                 silent = probe(address, port)
                 # What the probe costs a migration whose address works.
@@ -365,13 +370,9 @@ class PlaneGuest(RecordingGuest):
                      'attempts': records.attempts_text(
                          attempts_of(self._migrate_data))},
                     instance=self._instance)
-        try:
-            self._call(self._driver._live_migration_uri(target), uri, kwargs,
-                       target, domain=self._stock_domain)
-        except Exception as exc:
-            self._record(plane, target, records.REASON_FALLBACK, exc)
-            raise
-        self._record(plane, target, records.REASON_FALLBACK)
+        self._carry(self._driver._live_migration_uri(target), uri, kwargs,
+                    plane, target, records.REASON_FALLBACK,
+                    domain=self._stock_domain)
 
 
 def _libvirt():
