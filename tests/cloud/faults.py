@@ -14,11 +14,10 @@
 
 Each fault returns the callable that undoes it, for ``addCleanup``. The
 links are the testbed's veth pairs: ``ip link set down`` on one end takes
-the carrier off both, and the kernel drops what either side sends; this
-kernel has no ``netem``, so slowing a link is a ``tbf`` qdisc on the
-sender's egress. :class:`Outcome` reads nova's API, placement, libvirt on
-each host and the source's logs; it cannot see what nova's services still
-hold in memory.
+the carrier off both, and the kernel drops what either side sends; a
+link is slowed with :mod:`tests.cloud.links`. :class:`Outcome` reads
+nova's API, placement, libvirt on each host and the source's logs; it
+cannot see what nova's services still hold in memory.
 """
 
 import collections
@@ -27,6 +26,7 @@ import os
 import re
 import time
 
+from tests.cloud import jobs
 from tests.cloud.services import base
 from tests.hypervisor import testbed
 
@@ -78,14 +78,6 @@ def tcp_retries(cloud, retries):
     return restore
 
 
-def shape(cloud, host, rate, link=testbed.MIGR_IF):
-    """What ``host`` sends on ``link`` at no more than ``rate``."""
-    host_run(cloud, host, 'tc', 'qdisc', 'replace', 'dev', link, 'root',
-             'tbf', 'rate', rate, 'burst', '64kb', 'latency', '500ms')
-    return lambda: host_run(cloud, host, 'tc', 'qdisc', 'del', 'dev', link,
-                            'root')
-
-
 def domstate(cloud, host, domain):
     """``state (reason)`` of ``domain`` on ``host``'s libvirt, or None
     when it has no such domain.
@@ -120,10 +112,9 @@ def memory_processed(cloud, host, domain):
     """MiB of memory the running migration job of ``domain`` sent, or -1
     when it has none (yet).
     """
-    out = host_run(cloud, host, 'virsh', '-c', 'qemu:///system',
-                   'domjobinfo', domain)
-    match = re.search(r'^Memory processed:\s+([\d.]+) MiB', out, re.M)
-    return float(match.group(1)) if match else -1
+    sent = jobs.figures(jobs.domjobinfo(cloud, host, domain)).get(
+        'memory_bytes')
+    return -1 if sent is None else sent / jobs.UNITS['MiB']
 
 
 def wait_streaming(cloud, host, domain, mib, timeout=120):
@@ -173,12 +164,7 @@ def source_job(cloud, host, domain):
     """What ``host``'s libvirt says of the migration job of ``domain``
     (``Job type`` of ``virsh domjobinfo``, or its error).
     """
-    proc = base.subprocess.run(
-        cloud.nsenter(host) + ['virsh', '-c', 'qemu:///system',
-                               'domjobinfo', domain],
-        stdout=base.subprocess.PIPE, stderr=base.subprocess.STDOUT,
-        text=True, timeout=60, env=dict(base.BASE_ENV))
-    return proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else ''
+    return jobs.job_type(jobs.domjobinfo(cloud, host, domain))
 
 
 def allocations(conn, consumer):

@@ -41,6 +41,7 @@ import unittest
 
 from tests.cloud import cloud as cloud_
 from tests.cloud import guests as guests_
+from tests.cloud import migrations
 from tests.cloud.services import base
 from tests.cloud.services import compute
 from tests.hypervisor import test_planes
@@ -59,8 +60,6 @@ BAD_START_UP = ('RLock(s) were not greened',
 IMPORTED_EARLY = 'imported prior to eventlet monkey patching'
 
 MIGRATION_TIMEOUT = 300
-# Migration statuses nova leaves a migration in when it is over.
-MIGRATION_DONE = ('completed', 'failed', 'error', 'cancelled')
 
 
 def ipv4(host, concurrency=None):
@@ -209,33 +208,22 @@ class CloudTestCase(unittest.TestCase):
         """``server`` once it has no task state and is on ``destination``,
         or is in ERROR, or its migration ended.
         """
-        compute_api = self.conn.compute
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = compute_api.get_server(server)
-            if server.task_state is None and (
-                    server.compute_host == destination.name
-                    or server.status == 'ERROR'
-                    or self.migrations(server, done_only=True)):
-                return server
-            time.sleep(0.5)
-        self.fail('server %s: migration not over after %d s (status %s, '
-                  'task state %s, on %s)' % (
-                      server.id, timeout, server.status, server.task_state,
-                      server.compute_host))
+        try:
+            [(_, server)] = migrations.wait_over(
+                self.conn, [server], destination, timeout).values()
+        except TimeoutError as error:
+            [server] = error.servers
+            self.fail('server %s: migration not over after %d s (status '
+                      '%s, task state %s, on %s)' % (
+                          server.id, timeout, server.status,
+                          server.task_state, server.compute_host))
+        return server
 
     def migrations(self, server, done_only=False):
         """The server's migration records, oldest first; with
         ``done_only``, only if the latest is over.
         """
-        # openstacksdk's Migration.id is the record's uuid; created_at (ISO
-        # 8601, to the second) orders them, the API's own order breaks ties.
-        records = sorted(self.conn.compute.migrations(
-            instance_uuid=server.id), key=lambda m: m.created_at)
-        if done_only and not (records and
-                              records[-1].status in MIGRATION_DONE):
-            return []
-        return records
+        return migrations.records(self.conn, server, done_only)
 
     def last_migration(self, server, timeout=60):
         """The server's latest migration record, once it is over (the

@@ -37,6 +37,7 @@ import os
 import unittest
 
 from tests.cloud import faults
+from tests.cloud import links
 from tests.cloud import scenario
 from tests.cloud.services import compute
 from tests.hypervisor import testbed
@@ -46,6 +47,8 @@ FAST = (('live_migration_completion_timeout', '10'),
 POST_COPY = FAST + (('live_migration_permit_post_copy', 'true'),)
 # Slow enough that the memory stream lasts longer than it takes to strike.
 RATE = '40mbit'
+# A deep queue at that rate: the stream is slowed, not dropped.
+TBF = {'burst': '64kb', 'latency': '500ms'}
 STREAMED_MIB = 16
 FAULT_TIMEOUT = 90
 # The hosts' net.ipv4.tcp_retries2 for the cuts: TCP gives up on the
@@ -96,7 +99,8 @@ class FaultCase(scenario.CloudTestCase):
             if retries:
                 self.addCleanup(faults.tcp_retries(self.cloud, retries))
             if rate:
-                self.addCleanup(faults.shape(self.cloud, self.a, rate))
+                self.addCleanup(
+                    links.shape(self.a, testbed.MIGR_IF, rate, **TBF))
             if before:
                 self.addCleanup(before(server))
             self.conn.compute.live_migrate_server(
@@ -227,7 +231,8 @@ class FaultCase(scenario.CloudTestCase):
             source_log = faults.LogMark(self.node(self.a).log)
             libvirtd = faults.LogMark(None, read=self.libvirtd_log)
             self.addCleanup(faults.tcp_retries(self.cloud, TCP_RETRIES))
-            self.addCleanup(faults.shape(self.cloud, self.a, RATE))
+            self.addCleanup(
+                links.shape(self.a, testbed.MIGR_IF, RATE, **TBF))
             self.conn.compute.live_migrate_server(
                 server, host=self.b.name, block_migration='auto')
             self.addCleanup(self.end_post_copy, server)

@@ -51,9 +51,9 @@ JOINED = 'Join ServiceGroup membership for this service compute'
 Spec = collections.namedtuple(
     'Spec', 'plugin migration_ip concurrency native_tls tunnelled parallel '
     'migration_networks libvirt shared_storage nova migration_net '
-    'plugin_from')
+    'plugin_from nova_conf')
 Spec.__new__.__defaults__ = (False, None, None, False, False, None, None,
-                             (), False, None, (), None)
+                             (), False, None, (), None, ())
 Spec.__doc__ = """How a nova-compute runs.
 
 ``plugin``: the plugin installed and its source configured;
@@ -76,6 +76,8 @@ an older nova's venv: give them the same ``plugin`` there.
 the plugin only), as ``((option, value), ...)``.
 ``plugin_from``: the git revision of this repository whose plugin is
 installed (an older plugin), or None for this checkout's.
+``nova_conf``: any other ``nova.conf`` lines, as ``((section, option,
+value), ...)`` (the benchmark's ``[compute] cpu_shared_set``, say).
 """
 
 STOCK = Spec()
@@ -117,6 +119,7 @@ class Compute(base.Service):
         self.starts = 0
         self._libvirt_options = ()
         self._migration_net_options = ()
+        self._other_lines = ()
 
     @property
     def venv(self):
@@ -251,6 +254,12 @@ class Compute(base.Service):
         for option, value in extra:
             base.iniset(self.conf, 'migration_net', option, value)
         self._migration_net_options = tuple(option for option, _ in extra)
+        for section, option in self._other_lines:
+            base.iniunset(self.conf, section, option)
+        for section, option, value in spec.nova_conf:
+            base.iniset(self.conf, section, option, value)
+        self._other_lines = tuple((section, option)
+                                  for section, option, _ in spec.nova_conf)
 
     @property
     def instances_path(self):
