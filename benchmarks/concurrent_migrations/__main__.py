@@ -26,6 +26,8 @@ os.environ.setdefault('OS_NOVA_DISABLE_EVENTLET_PATCHING', 'true')
 from nova import monkey_patch  # noqa: E402
 monkey_patch.patch(backend='threading')
 
+from benchmarks.concurrent_migrations import cpus  # noqa: E402
+from benchmarks.concurrent_migrations import render  # noqa: E402
 from benchmarks.concurrent_migrations import report  # noqa: E402
 from benchmarks.concurrent_migrations import run  # noqa: E402
 from tests.cloud import cloud as cloud_  # noqa: E402
@@ -37,9 +39,9 @@ DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     'concurrent-migrations-results.inc')
 
 DEFAULT = {'n': (1, 2, 4), 'rounds': 3, 'fast_n': (1, 4), 'fast_rounds': 2,
-           'idle': 20, 'idle_before': 5}
-QUICK = {'n': (1, 2), 'rounds': 2, 'fast_n': (2,), 'fast_rounds': 1,
-         'idle': 5, 'idle_before': 3}
+           'unpinned_rounds': 2, 'idle': 20, 'idle_before': 5}
+QUICK = {'n': (1, 2), 'rounds': 1, 'fast_n': (2,), 'fast_rounds': 1,
+         'unpinned_rounds': 1, 'idle': 5, 'idle_before': 3}
 
 
 def _ns(text):
@@ -51,26 +53,32 @@ def parse_args(argv):
         prog='python -m benchmarks.concurrent_migrations',
         description='N concurrent live migrations through nova\'s API on '
                     'the real-cloud tier\'s cloud, links shaped with tbf, '
-                    'plugin vs stock in interleaved rounds, against RPC, '
-                    'API, placement and TCP probes over the management '
-                    'link. Needs root.')
+                    'CPUs reserved for the services and not, plugin vs '
+                    'stock in interleaved rounds, against RPC, API, '
+                    'placement, heartbeat and TCP probes over the '
+                    'management link. Needs root.')
     parser.add_argument('--quick', action='store_true',
-                        help='a smoke run: N=1,2, 2 rounds; the fast phase '
-                        'at N=2, 1 round')
+                        help='a smoke run: N=1,2, 1 round per phase; the '
+                        'fast phase at N=2')
     parser.add_argument('--rate', type=float, default=200,
                         help='rate of both links, Mbit/s (default 200)')
     parser.add_argument('--n', type=_ns, help='concurrent migrations per '
                         'batch (default 1,2,4; --quick 1,2)')
     parser.add_argument('--rounds', type=int,
-                        help='rounds per mode (default 3; --quick 2)')
+                        help='rounds per mode with CPUs reserved (default '
+                        '3; --quick 1)')
+    parser.add_argument('--unpinned-rounds', type=int,
+                        help='rounds per mode of the phase with every '
+                        'process on every CPU (default 2; --quick 1; 0: '
+                        'no such phase)')
     parser.add_argument('--fast-factor', type=float, default=4,
                         help='migration link this many times the '
-                        'management link in the second phase (default 4; '
-                        '0: no second phase)')
-    parser.add_argument('--fast-n', type=_ns, help='N of the second phase '
+                        'management link in the fast phase, CPUs reserved '
+                        '(default 4; 0: no fast phase)')
+    parser.add_argument('--fast-n', type=_ns, help='N of the fast phase '
                         '(default 1,4; --quick 2)')
     parser.add_argument('--fast-rounds', type=int,
-                        help='rounds of the second phase (default 2; '
+                        help='rounds of the fast phase (default 2; '
                         '--quick 1)')
     parser.add_argument('--memory', type=int, default=128,
                         help='guest memory, MB (default 128)')
@@ -98,6 +106,9 @@ def parse_args(argv):
             setattr(args, key, value)
     if min(args.n + args.fast_n) < 1 or args.rounds < 1:
         parser.error('N >= 1 and --rounds >= 1, please')
+    if len(cpus.CPUS) < 2:
+        parser.error('CPUs for the services and others for the guests: '
+                     'this process may run on %d' % len(cpus.CPUS))
     return args
 
 
@@ -122,8 +133,8 @@ def main(argv=None):
                          'is in %s (--report-only)' % raw)
             return 130
     summary = report.summarize(results)
-    report.write(summary, args.results, args.doc)
-    print(report.markdown(summary))
+    render.write(summary, args.results, args.doc)
+    print(render.markdown(summary))
     run.progress('wrote %s/%s.{md,json,png} and %s'
                  % (args.results, report.NAME, args.doc))
     return 1 if summary['problems'] else 0

@@ -10,12 +10,15 @@
 # License for the specific language governing permissions and limitations
 # under the License.
 
-"""What the migrations' victims see: probes over the management link.
+"""What the migrations' victims see: nova's control plane, and a TCP echo
+for reference, over the management link.
 
-Every probe client runs in compute-b's network namespace and reaches the
-controller (compute-a) at its management address, so each round trip
-crosses the management link both ways, whichever way the migrations go.
-Each client prints ``<time.time() at send> <round trip in µs>`` per sample:
+The migrations go from compute-b to compute-a, which is also the
+controller, so the source's management traffic crosses the link its
+migrations stream on (stock), as a compute's traffic to its controllers
+does in production. Every probe client runs in compute-b's network
+namespace and reaches the controller at its management address; each
+sample is ``<time.time() at send> <round trip in µs>``:
 
 ``rpc``
     an oslo.messaging ``call()`` through the cloud's RabbitMQ to an RPC
@@ -27,6 +30,16 @@ Each client prints ``<time.time() at send> <round trip in µs>`` per sample:
     kept connection: one TLS handshake, then each request's encryption).
 ``placement``
     placement's ``GET /resource_providers``.
+``heartbeat``
+    nova's own service heartbeat: compute-b's nova-compute reports its
+    state every ``report_interval`` (:data:`REPORT_INTERVAL` s here,
+    against nova's default 10, to get samples), through nova-conductor
+    over RPC, and the conductor bumps ``report_count`` of its row in
+    nova's ``services`` table. A poller on the controller reads the row
+    every :data:`BEAT_POLL` s; a sample is how late a beat landed after
+    the one before, against ``report_interval`` (nova's timer keeps the
+    interval from each report's start, so a late beat is followed by an
+    early one: the p99 is the late ones). Its resolution is the poll's.
 ``echo``
     a 64-byte TCP request/response to an echo server on the controller
     (TCP_NODELAY, one connection): the floor under every other probe.
@@ -35,13 +48,8 @@ Each client prints ``<time.time() at send> <round trip in µs>`` per sample:
     where it stays flat and ``echo`` rises, the CPUs, not the link, made
     the difference.
 
-nova's service heartbeat is not probed: its latency is written nowhere
-without patching nova (the service record's ``updated_at`` has a
-resolution of a second and says when the conductor wrote, not when
-nova-compute sent).
-
-The API probes cost CPU on a two-core machine (keystonemiddleware, nova's
-database queries): they run every 0.5 s, the others more often.
+The API probes cost CPU (keystonemiddleware, nova's database queries):
+they run every 0.5 s, the others more often.
 """
 
 import os
@@ -52,11 +60,16 @@ import time
 import fixtures
 
 from tests.cloud.services import keystone as keystone_
+from tests.cloud.services import mysql
 
 # seconds between samples, per probe
 INTERVALS = {'rpc': 0.05, 'api': 0.5, 'placement': 0.25, 'echo': 0.01,
              'echo-rt': 0.01}
-NAMES = ('rpc', 'api', 'placement', 'echo', 'echo-rt')
+NAMES = ('rpc', 'api', 'placement', 'heartbeat', 'echo', 'echo-rt')
+# nova-compute's [DEFAULT] report_interval in the run (nova's default: 10)
+REPORT_INTERVAL = 1
+# seconds between two reads of the services row
+BEAT_POLL = 0.01
 ECHO_PORT = 20000
 ECHO_RT_PORT = 20001
 PROBE_BYTES = 64
@@ -207,6 +220,30 @@ loop(get, float(interval))
 """
 
 
+HEARTBEAT = """
+import sys, time
+import pymysql
+user, password, host, interval, poll = sys.argv[1:6]
+interval, poll = float(interval), float(poll)
+db = pymysql.connect(host='127.0.0.1', user=user, password=password,
+                     database='nova', autocommit=True)
+count = landed = None
+while True:
+    with db.cursor() as cur:
+        cur.execute("SELECT report_count FROM services WHERE host = %s "
+                    "AND topic = 'compute' AND deleted = 0", (host,))
+        row = cur.fetchone()
+    now = time.time()
+    if row and row[0] != count:
+        if count is not None and row[0] == count + 1:
+            sys.stdout.write('%.6f %.1f\\n' % (
+                landed, (now - landed - interval) * 1e6))
+            sys.stdout.flush()
+        count, landed = row[0], now
+    time.sleep(poll)
+"""
+
+
 class Probe:
     """A probe client; its ``(sent, round trip s)`` samples as they come."""
 
@@ -313,6 +350,9 @@ class Probes(fixtures.Fixture):
                 b, HTTP_CLIENT, keystone.url, keystone_.ADMIN_PASSWORD,
                 cloud.placement.url + '/resource_providers',
                 cloud.tls.ca_file, INTERVALS['placement']),
+            'heartbeat': self.python(
+                controller, HEARTBEAT, mysql.USER, mysql.PASSWORD, b.name,
+                REPORT_INTERVAL, BEAT_POLL),
             'echo': self.python(b, ECHO_CLIENT, ip, ECHO_PORT,
                                 INTERVALS['echo'], PROBE_BYTES),
             'echo-rt': realtime(self.python(

@@ -30,21 +30,26 @@ migration:
 - nova's migration record's status;
 
 and, for the batch, the bytes on each of the source's links (the kernel's
-counters), what tbf counted, and how busy the machine's CPUs were. Then
-the servers are deleted.
+counters), what tbf counted, how busy the machine's CPUs were, and where
+the QEMU threads and the services were allowed to run
+(:mod:`.cpus`). Then the servers are deleted.
 """
 
 import datetime
 import os
 import re
-import subprocess
 import threading
 import time
 
-from benchmarks.concurrent_migrations import shaping
+from benchmarks.concurrent_migrations import cpus
+from tests.cloud import jobs
+from tests.cloud import links
+from tests.cloud import migrations
 
 MIGRATION_TIMEOUT = 600
 POLL_INTERVAL = 1.0
+# seconds between two reads of the QEMU threads' affinity in a batch
+AFFINITY_INTERVAL = 0.5
 
 EVENTS = {'About to invoke the migrate API': 'uri3',
           'Migration operation has completed': 'completed',
@@ -72,45 +77,26 @@ def log_events(path, offset=0):
 
 
 def cpu_times():
-    """(busy, total) jiffies of the whole machine."""
+    """``{'all' or CPU number as text: (busy, total) jiffies}``."""
+    times = {}
     with open('/proc/stat') as f:
-        fields = [int(v) for v in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
+        for line in f:
+            name, *fields = line.split()
+            if not name.startswith('cpu'):
+                break
+            fields = [int(v) for v in fields]
+            idle = fields[3] + fields[4]
+            times[name[3:] or 'all'] = (sum(fields) - idle, sum(fields))
+    return times
 
 
 def busy_share(before, after):
-    total = after[1] - before[1]
-    return (after[0] - before[0]) / total if total else None
-
-
-JOB_UNITS = {'ms': 1e-3, 's': 1, 'B': 1, 'KiB': 2 ** 10, 'MiB': 2 ** 20,
-             'GiB': 2 ** 30}
-JOB_KEYS = {'Time elapsed': 'elapsed_s', 'Total downtime': 'downtime_s',
-            'Data processed': 'data_bytes', 'Memory processed':
-            'memory_bytes', 'Iteration': 'iterations'}
-
-
-def completed_job(cloud, host, domain):
-    """The completed migration job's figures on ``host`` (``virsh
-    domjobinfo --completed``), in seconds and bytes; {} if libvirt has
-    none.
-    """
-    proc = subprocess.run(
-        ['virsh', '-c', cloud.testbed.uri(host), 'domjobinfo', '--completed',
-         domain], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, timeout=60)
-    job = {}
-    for line in proc.stdout.splitlines():
-        key, _, value = line.partition(':')
-        if key.strip() in JOB_KEYS:
-            number, _, unit = value.strip().partition(' ')
-            try:
-                job[JOB_KEYS[key.strip()]] = (
-                    float(number) * JOB_UNITS.get(unit.strip(), 1))
-            except ValueError:
-                pass
-    return job
+    """``{'all' or CPU: busy share}`` between two :func:`cpu_times`."""
+    shares = {}
+    for cpu, (busy, total) in after.items():
+        spent = total - before[cpu][1]
+        shares[cpu] = (busy - before[cpu][0]) / spent if spent else None
+    return shares
 
 
 class Request(threading.Thread):
@@ -134,32 +120,27 @@ class Request(threading.Thread):
             self.error = 'request failed: %s' % exc
 
 
-def wait_all(conn, servers, destination, timeout=MIGRATION_TIMEOUT):
-    """``{server id: (time.time() seen over, server)}`` once every server
-    is on ``destination`` with no task state, or in ERROR.
+class AffinitySampler(threading.Thread):
+    """The QEMU threads' affinity, read every :data:`AFFINITY_INTERVAL`
+    s while a batch streams (the migration thread lives only then), and
+    the services' once at the start.
     """
-    done = {}
-    deadline = time.monotonic() + timeout
-    while len(done) < len(servers):
-        if time.monotonic() > deadline:
-            raise RuntimeError('migrations not over after %d s: %s' % (
-                timeout, [s.id for s in servers if s.id not in done]))
-        for server in servers:
-            if server.id in done:
-                continue
-            server = conn.compute.get_server(server)
-            if server.task_state is None and (
-                    server.compute_host == destination.name
-                    or server.status == 'ERROR'):
-                done[server.id] = (time.time(), server)
-        time.sleep(POLL_INTERVAL)
-    return done
 
+    def __init__(self, netns_names):
+        super().__init__(daemon=True)
+        self.netns_names = netns_names
+        self.snapshots = [cpus.snapshot(netns_names)]
+        self._stop = threading.Event()
 
-def migration_status(conn, server):
-    records = sorted(conn.compute.migrations(instance_uuid=server.id),
-                     key=lambda m: m.created_at)
-    return records[-1].status if records else None
+    def run(self):
+        while not self._stop.wait(AFFINITY_INTERVAL):
+            self.snapshots.append(cpus.snapshot(self.netns_names,
+                                                services_too=False))
+
+    def result(self):
+        self._stop.set()
+        self.join()
+        return cpus.merge(self.snapshots)
 
 
 class Batch:
@@ -186,24 +167,30 @@ class Batch:
             time.sleep(self.idle_s)
             node = cloud.computes[source.name]
             offset = os.path.getsize(node.log)
-            tbf, cpu = shaping.qdisc_stats(tb), cpu_times()
+            tbf, cpu = links.tbf_counters(tb.hosts), cpu_times()
             requests = [Request(conn, server, destination)
                         for conn, server in zip(self.conns, servers)]
+            affinity = AffinitySampler([h.netns for h in tb.hosts])
             with tb.bytes_moved(source) as moved:
                 start = time.time()
+                affinity.start()
                 for request in requests:
                     request.start()
                 for request in requests:
                     request.join()
-                over = wait_all(cloud.admin, servers, destination)
+                over = migrations.wait_over(cloud.admin, servers,
+                                            destination, MIGRATION_TIMEOUT,
+                                            POLL_INTERVAL)
                 end = time.time()
             result = {
                 'n': n, 'source': source.name,
                 'destination': destination.name,
                 'idle_window': idle, 'window': (start, end),
                 'wall_s': end - start, 'bytes': moved,
-                'tbf': shaping.delta(tbf, shaping.qdisc_stats(tb)),
+                'tbf': links.counted_between(
+                    tbf, links.tbf_counters(tb.hosts)),
                 'cpu_busy': busy_share(cpu, cpu_times()),
+                'affinity': affinity.result(),
                 'probes': self.probes.samples((start, end)),
                 'idle_probes': self.probes.samples(idle),
             }
@@ -219,11 +206,13 @@ class Batch:
         seen, server = over.get(request.server.id, (None, request.server))
         logged = events.get(server.id, {})
         sent = request.sent
-        job = completed_job(self.cloud, destination, server.instance_name)
+        job = jobs.figures(jobs.domjobinfo(
+            self.cloud, destination, server.instance_name, completed=True))
+        records = migrations.records(self.cloud.admin, server)
         return {
             'server': server.id, 'error': request.error,
             'status': server.status, 'host': server.compute_host,
-            'migration': migration_status(self.cloud.admin, server),
+            'migration': records[-1].status if records else None,
             'sent': sent, 'seen_over': seen,
             'to_uri3_s': logged['uri3'] - sent if 'uri3' in logged
             else None,
