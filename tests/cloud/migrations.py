@@ -20,6 +20,8 @@ server is already on the destination.
 
 import time
 
+from tests.cloud.services import base
+
 # A migration record's statuses once nova is done with it.
 DONE = ('completed', 'failed', 'error', 'cancelled')
 
@@ -35,6 +37,19 @@ def records(conn, server, done_only=False):
     if done_only and not (found and found[-1].status in DONE):
         return []
     return found
+
+
+def last_record(conn, server, timeout=60, interval=1):
+    """The server's latest migration record, once it is over (the source
+    marks it completed last, after the server is already on the
+    destination).
+
+    :raises TimeoutError: it is not over after ``timeout`` seconds.
+    """
+    return base.wait_for(
+        'migration record of %s over' % server.id,
+        lambda: (records(conn, server, done_only=True) or [None])[-1],
+        timeout, interval=interval)
 
 
 def is_over(conn, server, destination):

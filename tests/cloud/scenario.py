@@ -42,7 +42,6 @@ import unittest
 from tests.cloud import cloud as cloud_
 from tests.cloud import guests as guests_
 from tests.cloud import migrations
-from tests.cloud.services import base
 from tests.cloud.services import compute
 from tests.hypervisor import test_planes
 from tests.hypervisor import testbed
@@ -230,10 +229,7 @@ class CloudTestCase(unittest.TestCase):
         source marks it completed last, after the server is already on the
         destination).
         """
-        return base.wait_for(
-            'migration record of %s over' % server.id,
-            lambda: (self.migrations(server, done_only=True) or [None])[-1],
-            timeout, interval=1)
+        return migrations.last_record(self.conn, server, timeout)
 
     def assertMigrated(self, server, destination, checksum, moved,
                        expected_link, plane_line=None):
