@@ -38,7 +38,7 @@ DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'doc', 'source',
     'concurrent-migrations-results.inc')
 
-DEFAULT = {'n': (1, 2, 4), 'rounds': 3, 'fast_n': (1, 4), 'fast_rounds': 2,
+DEFAULT = {'n': (1, 2, 4), 'rounds': 3, 'fast_n': (4,), 'fast_rounds': 2,
            'unpinned_rounds': 2, 'idle': 20, 'idle_before': 5}
 QUICK = {'n': (1, 2), 'rounds': 1, 'fast_n': (2,), 'fast_rounds': 1,
          'unpinned_rounds': 1, 'idle': 5, 'idle_before': 3}
@@ -76,7 +76,7 @@ def parse_args(argv):
                         'management link in the fast phase, CPUs reserved '
                         '(default 4; 0: no fast phase)')
     parser.add_argument('--fast-n', type=_ns, help='N of the fast phase '
-                        '(default 1,4; --quick 2)')
+                        '(default 4; --quick 2)')
     parser.add_argument('--fast-rounds', type=int,
                         help='rounds of the fast phase (default 2; '
                         '--quick 1)')

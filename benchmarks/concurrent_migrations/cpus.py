@@ -27,90 +27,25 @@ start later inherits it. The guests get :data:`GUEST_CPUS` through
 ``cpu_shared_set``.
 
 Nothing here trusts that it worked: :func:`snapshot` reads each thread's
-``Cpus_allowed_list`` from ``/proc``, and :func:`violations` says which
-thread runs where it should not.
+``Cpus_allowed_list`` (with the cloud tier's :mod:`tests.cloud.affinity`),
+and :func:`violations` says which thread runs where it should not.
 """
 
 import os
 import re
+
+from tests.cloud import affinity
 
 CPUS = sorted(os.sched_getaffinity(0))
 # The first CPU for the host's services; the others for the guests.
 SERVICE_CPUS = frozenset(CPUS[:1])
 GUEST_CPUS = frozenset(CPUS[1:])
 ALL_CPUS = frozenset(CPUS)
-QEMU = 'qemu-system'
-# The thread QEMU streams a live migration from (QEMU names its threads
-# for libvirt's debug-threads=on).
+# The thread QEMU streams a live migration from.
 MIGRATION_THREAD = 'live_migration'
 
-
-def cpu_list(cpus):
-    """``cpus`` the way the kernel writes a CPU list (``0-1``, ``1``)."""
-    cpus = sorted(cpus)
-    ranges, start = [], None
-    for i, cpu in enumerate(cpus):
-        if start is None:
-            start = cpu
-        if i + 1 == len(cpus) or cpus[i + 1] != cpu + 1:
-            ranges.append(str(start) if start == cpu
-                          else '%d-%d' % (start, cpu))
-            start = None
-    return ','.join(ranges)
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-
-
-def _netns_inode(netns):
-    return os.stat(os.path.join('/run/netns', netns)).st_ino
-
-
-def processes(netns_names):
-    """``{pid: comm}`` of the processes in these network namespaces (kernel
-    threads are in none of them).
-    """
-    wanted = {'net:[%d]' % _netns_inode(n) for n in netns_names}
-    found = {}
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink('/proc/%s/ns/net' % entry) not in wanted:
-                continue
-        except OSError:
-            continue
-        comm = _read('/proc/%s/comm' % entry)
-        if comm is not None:
-            found[int(entry)] = comm.strip()
-    return found
-
-
-def is_qemu(comm):
-    return comm.startswith(QEMU)
-
-
-def threads(pid):
-    """``{tid: (thread name, Cpus_allowed_list)}`` of ``pid``."""
-    found = {}
-    try:
-        tids = os.listdir('/proc/%d/task' % pid)
-    except OSError:
-        return found
-    for tid in tids:
-        status = _read('/proc/%d/task/%s/status' % (pid, tid))
-        if status is None:
-            continue
-        fields = dict(line.split(':\t', 1) for line in status.splitlines()
-                      if ':\t' in line)
-        found[int(tid)] = (fields.get('Name', '?').strip(),
-                           fields.get('Cpus_allowed_list', '?').strip())
-    return found
+cpu_list = affinity.cpu_list
+cpu_set = affinity.cpu_set
 
 
 def pin(pids, cpus):
@@ -134,8 +69,8 @@ def pin_services(netns_names, cpus):
     """The services in these namespaces, and this process, on ``cpus``;
     how many threads were set.
     """
-    services = [pid for pid, comm in processes(netns_names).items()
-                if not is_qemu(comm)]
+    services = [pid for pid, comm in affinity.processes(netns_names).items()
+                if not affinity.is_qemu(comm)]
     return pin(services + [os.getpid()], cpus)
 
 
@@ -145,14 +80,15 @@ def snapshot(netns_names, services_too=True):
     this process counted among the services (QEMU's alone, and no
     services, without ``services_too``).
     """
-    procs = processes(netns_names)
+    procs = affinity.processes(netns_names)
     procs.setdefault(os.getpid(), 'benchmark')
     services, qemu = {}, {}
     for pid, comm in procs.items():
-        if not (services_too or is_qemu(comm)):
+        qemu_ = affinity.is_qemu(comm)
+        if not (services_too or qemu_):
             continue
-        for name, cpus in threads(pid).values():
-            if is_qemu(comm):
+        for name, cpus in affinity.threads(pid).values():
+            if qemu_:
                 qemu.setdefault(_kind(name), set()).add(cpus)
             else:
                 services[cpus] = services.get(cpus, 0) + 1
@@ -165,7 +101,7 @@ def _kind(name):
     """A QEMU thread's name without its numbers (``CPU 0/TCG``: ``CPU
     n/TCG``), so that threads of one kind pool.
     """
-    return re.sub(r'\d+', 'n', name)
+    return re.sub(r'\b\d+\b', 'n', name)
 
 
 def merge(snapshots):

@@ -197,7 +197,8 @@ def affinity(phase):
     snaps += [b['affinity'] for b in phase['batches'] if 'affinity' in b]
     seen = cpus.merge(snaps)
     problems = cpus.violations(
-        seen, _cpu_set(phase['service_cpus']), _cpu_set(phase['guest_cpus']))
+        seen, cpus.cpu_set(phase['service_cpus']),
+        cpus.cpu_set(phase['guest_cpus']))
     without = [b for b in phase['batches']
                if cpus.MIGRATION_THREAD not in b.get('affinity', {}).get(
                    'qemu', {})]
@@ -206,14 +207,6 @@ def affinity(phase):
                         'batches' % (len(without), len(phase['batches'])))
     return dict(seen, problems=problems,
                 migration_thread=seen['qemu'].get(cpus.MIGRATION_THREAD))
-
-
-def _cpu_set(text):
-    found = set()
-    for part in text.split(','):
-        low, _, high = part.partition('-')
-        found.update(range(int(low), int(high or low) + 1))
-    return found
 
 
 def _problems(phase_name, phase):

@@ -130,15 +130,15 @@ class AffinitySampler(threading.Thread):
         super().__init__(daemon=True)
         self.netns_names = netns_names
         self.snapshots = [cpus.snapshot(netns_names)]
-        self._stop = threading.Event()
+        self._over = threading.Event()
 
     def run(self):
-        while not self._stop.wait(AFFINITY_INTERVAL):
+        while not self._over.wait(AFFINITY_INTERVAL):
             self.snapshots.append(cpus.snapshot(self.netns_names,
                                                 services_too=False))
 
     def result(self):
-        self._stop.set()
+        self._over.set()
         self.join()
         return cpus.merge(self.snapshots)
 
@@ -208,11 +208,15 @@ class Batch:
         sent = request.sent
         job = jobs.figures(jobs.domjobinfo(
             self.cloud, destination, server.instance_name, completed=True))
-        records = migrations.records(self.cloud.admin, server)
+        try:
+            record = migrations.last_record(self.cloud.admin, server)
+        except TimeoutError:
+            [record] = migrations.records(self.cloud.admin, server)[-1:] \
+                or [None]
         return {
             'server': server.id, 'error': request.error,
             'status': server.status, 'host': server.compute_host,
-            'migration': records[-1].status if records else None,
+            'migration': record.status if record else None,
             'sent': sent, 'seen_over': seen,
             'to_uri3_s': logged['uri3'] - sent if 'uri3' in logged
             else None,
