@@ -18,6 +18,7 @@ control-path figures come from nova-compute's log lines as nova writes
 them.
 """
 
+import copy
 import tempfile
 import unittest
 
@@ -127,6 +128,25 @@ class TestVerdicts(unittest.TestCase):
                                  'migrateToURI3')
         self.assertIn('plugin / stock = 1.050', line)
         self.assertTrue(line.endswith(': NOT met.'), line)
+
+
+class TestFastLink(unittest.TestCase):
+
+    def test_the_real_time_echo_says_whether_the_kernel_reaches_the_probes(
+            self):
+        raw = _raw((4,), 2.0, 2.0, plugin_rtt=0.001, idle_rtt=0.001)
+        fast = copy.deepcopy(raw['phases']['pinned'])
+        fast['migr_mbit'] = 800
+        for batch in fast['batches']:
+            if batch['mode'] == 'plugin':
+                batch['probes']['api'] = [0.003] * 100
+        raw['phases']['pinned-fast'] = fast
+        [line] = [v for v in report.summarize(raw)['verdicts']
+                  if v.startswith('Migration link 4x')]
+        self.assertIn('stayed at 1.00x idle', line)
+        self.assertIn('does not reach the probes', line)
+        self.assertIn('api rose past 1.5x idle with the services\' CPU 60% '
+                      'busy', line)
 
 
 class TestLibvirtJob(unittest.TestCase):
