@@ -38,7 +38,7 @@ DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))), 'doc', 'source',
     'concurrent-migrations-results.inc')
 
-DEFAULT = {'n': (1, 2, 4), 'rounds': 3, 'fast_n': (4,), 'fast_rounds': 2,
+DEFAULT = {'n': (1, 2, 4), 'rounds': 2, 'fast_n': (4,), 'fast_rounds': 2,
            'unpinned_rounds': 2, 'idle': 20, 'idle_before': 5}
 QUICK = {'n': (1, 2), 'rounds': 1, 'fast_n': (2,), 'fast_rounds': 1,
          'unpinned_rounds': 1, 'idle': 5, 'idle_before': 3}
@@ -66,7 +66,7 @@ def parse_args(argv):
                         'batch (default 1,2,4; --quick 1,2)')
     parser.add_argument('--rounds', type=int,
                         help='rounds per mode with CPUs reserved (default '
-                        '3; --quick 1)')
+                        '2; --quick 1)')
     parser.add_argument('--unpinned-rounds', type=int,
                         help='rounds per mode of the phase with every '
                         'process on every CPU (default 2; --quick 1; 0: '
